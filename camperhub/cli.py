@@ -1,0 +1,210 @@
+"""The one entry point, ``camperhub`` (ARCHITECTURE.md §7).
+
+Each verb imports what it needs when it runs, so ``camperhub check-config``
+works on a Pi that has only the edge extra installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
+    # paho and pymodbus are chatty at INFO about reconnects we already report
+    logging.getLogger("pymodbus").setLevel(logging.WARNING if not verbose else logging.INFO)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate an edge config or a register map; print every problem with file:line: key."""
+    from camperhub.edge.config import EdgeConfig
+    from camperhub.edge.registermap import RegisterMap, map_path
+    from camperhub.yamlconf import ConfigError, load_model, load_yaml
+
+    status = 0
+    for name in args.files:
+        path = map_path(name) if not Path(name).exists() else Path(name)
+        try:
+            data, _ = load_yaml(path.read_text(encoding="utf-8"), str(path))
+            model = RegisterMap if isinstance(data, dict) and "registers" in data else EdgeConfig
+            if model is RegisterMap:
+                from camperhub.edge.registermap import load_register_map
+
+                load_register_map(str(path))
+            else:
+                load_model(model, path)
+            print(f"{path}: OK ({'register map' if model is RegisterMap else 'edge config'})")
+        except OSError as exc:
+            print(f"{path}: cannot read file: {exc.strerror or exc}", file=sys.stderr)
+            status = 1
+        except ConfigError as exc:
+            for issue in exc.issues:
+                print(str(issue), file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_edge(args: argparse.Namespace) -> int:
+    """Run the edge agent from its YAML config."""
+    import asyncio
+
+    from camperhub.edge.agent import run_agent
+    from camperhub.edge.config import load_edge_config
+    from camperhub.yamlconf import ConfigError
+
+    try:
+        config = load_edge_config(args.config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(str(issue), file=sys.stderr)
+        return 78
+    return asyncio.run(run_agent(config))
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Serve register maps from the physical model until interrupted."""
+    import signal
+    import threading
+
+    from camperhub.edge.sim.runner import parse_map_specs, start_simulator
+
+    try:
+        specs = parse_map_specs(args.map)
+        sim = start_simulator(args.listen, specs, speed=args.speed, start=args.start, seed=args.seed)
+    except (ValueError, RuntimeError) as exc:
+        print(f"camperhub simulate: {exc}", file=sys.stderr)
+        return 2
+    devices = ", ".join(f"{d.rmap.model} (unit {d.unit})" for d in sim.devices.values())
+    print(f"simulating {devices} on {sim.listen}; Ctrl-C stops", flush=True)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    sim.stop()
+    return 0
+
+
+def cmd_broker_add_camper(args: argparse.Namespace) -> int:
+    """Create (or rotate) a camper's MQTT credentials and ACL block; print them once."""
+    from camperhub.broker.provision import add_camper
+
+    try:
+        creds = add_camper(args.name, Path(args.passwd_file), Path(args.acl_file))
+    except ValueError as exc:
+        print(f"camperhub broker add-camper: {exc}", file=sys.stderr)
+        return 2
+    print(f"camper {creds.username}: password written to {args.passwd_file}, ACL to {args.acl_file}")
+    print("Put this in the camper's edge config (shown once, not stored in clear):")
+    print(f"  mqtt:\n    url: mqtts://{creds.username}:{creds.password}@BROKER-HOST:8883")
+    print("Then reload the broker: systemctl reload mosquitto (or send it SIGHUP).")
+    return 0
+
+
+def cmd_broker_add_service(args: argparse.Namespace) -> int:
+    """Create (or rotate) the read-only user of a server component (ingest, api)."""
+    from camperhub.broker.provision import add_service
+
+    try:
+        creds = add_service(args.name, args.role, Path(args.passwd_file), Path(args.acl_file))
+    except ValueError as exc:
+        print(f"camperhub broker add-service: {exc}", file=sys.stderr)
+        return 2
+    print(f"service user {creds.username} ({args.role}): password written to {args.passwd_file}, ACL to {args.acl_file}")
+    print(f"CAMPERHUB_MQTT_URL=mqtt://{creds.username}:{creds.password}@BROKER-HOST:1883")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Write (or check) the committed JSON Schema of the contract."""
+    from camperhub.contract import json_schema_text
+
+    target = Path(__file__).parent / "schema" / "telemetry-v1.schema.json"
+    text = json_schema_text()
+    if args.check:
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            print(f"{target} is out of date: run `camperhub schema`", file=sys.stderr)
+            return 1
+        print(f"{target}: up to date")
+        return 0
+    target.write_text(text, encoding="utf-8")
+    print(f"wrote {target}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The whole system on embedded defaults with a simulated camper."""
+    from camperhub.demo import run_demo
+
+    return run_demo(port=args.port, duration_s=args.duration, speed=args.speed)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Benchmarks whose figures go in the README."""
+    from camperhub.edge.bench import run_bench
+
+    return run_bench(args.name, duration_s=args.duration)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="camperhub", description="Camper Hub: solar camper telemetry, from Modbus register to tenant page.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    s = sub.add_parser("demo", help="run the whole system with a simulated camper")
+    s.add_argument("--port", type=int, default=8000, help="API/pages port (from the API issue on)")
+    s.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)")
+    s.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("simulate", help="serve a register map from the physical model (a Modbus device simulator)")
+    s.add_argument("--map", action="append", required=True, metavar="NAME[@UNIT]", help="register map (repeat for several devices on one port)")
+    s.add_argument("--listen", required=True, help="tcp://127.0.0.1:5020 or rtu:///dev/ttyX?baudrate=9600")
+    s.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    s.add_argument("--start", default=None, help="simulated start time, ISO 8601 (default: now)")
+    s.add_argument("--seed", type=int, default=1)
+    s.set_defaults(func=cmd_simulate)
+
+    s = sub.add_parser("edge", help="run the edge agent")
+    s.add_argument("--config", required=True, help="edge config YAML")
+    s.set_defaults(func=cmd_edge)
+
+    s = sub.add_parser("check-config", help="validate an edge config or a register map")
+    s.add_argument("files", nargs="+", metavar="FILE")
+    s.set_defaults(func=cmd_check_config)
+
+    s = sub.add_parser("schema", help="write the contract's JSON Schema file")
+    s.add_argument("--check", action="store_true", help="only check that the committed file is up to date")
+    s.set_defaults(func=cmd_schema)
+
+    s = sub.add_parser("bench", help="run a benchmark and print its figures")
+    s.add_argument("name", choices=["modbus-requests", "agent-cpu"])
+    s.add_argument("--duration", type=float, default=600.0, help="seconds (agent-cpu)")
+    s.set_defaults(func=cmd_bench)
+
+    b = sub.add_parser("broker", help="broker provisioning").add_subparsers(dest="broker_verb", required=True, metavar="VERB")
+    for verb, func in (("add-camper", cmd_broker_add_camper), ("add-service", cmd_broker_add_service)):
+        s = b.add_parser(verb)
+        s.add_argument("name")
+        if verb == "add-service":
+            s.add_argument("--role", choices=["ingest", "api"], required=True)
+        s.add_argument("--passwd-file", default="/etc/mosquitto/camperhub/passwd")
+        s.add_argument("--acl-file", default="/etc/mosquitto/camperhub/acl")
+        s.set_defaults(func=func)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The edge agent's one YAML configuration file (ARCHITECTURE.md §7), validated at start-up.
+
+Validation opens no connection: it checks shape, names, that each device's
+register map exists and is valid, that its transport is one the device speaks,
+and that no two devices feed the same contract field unless one of them
+excludes it. Every problem is reported with file, line and key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from camperhub.contract import CAMPER_ID_PATTERN
+from camperhub.edge.registermap import RegisterMap, load_register_map, map_path
+from camperhub.edge.transport import Transport, parse_transport
+from camperhub.yamlconf import ConfigError, PathKey, load_model
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttUrl(_Strict):
+    """``mqtt://user:pass@host:1883`` or ``mqtts://user:pass@host:8883``."""
+
+    scheme: Literal["mqtt", "mqtts"]
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> "MqttUrl":
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError("must start with mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise ValueError("needs a host, e.g. mqtt://user:pass@127.0.0.1:1883")
+        try:
+            port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        except ValueError as exc:
+            raise ValueError(f"bad port ({exc})") from None
+        user = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password else None
+        return cls(scheme=parts.scheme, host=parts.hostname, port=port, username=user, password=password)
+
+    def redacted(self) -> str:
+        """The URL without its password, safe for logs."""
+        user = f"{self.username}@" if self.username else ""
+        return f"{self.scheme}://{user}{self.host}:{self.port}"
+
+
+class MqttSettings(_Strict):
+    url: str = Field(description="mqtt://user:pass@host:1883 or mqtts://... ; the user is the camper id")
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    keepalive_s: int = Field(default=30, ge=5, le=600)
+    ca_file: Path | None = None
+    max_inflight: int = Field(default=20, ge=1, le=1000)
+
+    @field_validator("url")
+    @classmethod
+    def _url_ok(cls, v: str) -> str:
+        MqttUrl.parse(v)
+        return v
+
+    @property
+    def parsed(self) -> MqttUrl:
+        return MqttUrl.parse(self.url)
+
+
+class DeviceConfig(_Strict):
+    """One Modbus device: which register map, where, and how often."""
+
+    map: str = Field(description="Register map name in firmware-config/devices/ (or a path to one)")
+    transport: str
+    unit: int | None = Field(default=None, ge=0, le=255, description="Modbus unit id; the map's default when absent")
+    name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    interval_s: float = Field(default=5.0, ge=0.2, le=3600)
+    timeout_s: float | None = Field(default=None, gt=0, le=30)
+    retries: int | None = Field(default=None, ge=0, le=10)
+    exclude_fields: list[str] = Field(default_factory=list, description="Fields of the map not to publish from this device")
+
+    @field_validator("transport")
+    @classmethod
+    def _transport_ok(cls, v: str) -> str:
+        parse_transport(v)
+        return v
+
+    @field_validator("map")
+    @classmethod
+    def _map_exists(cls, v: str, info: ValidationInfo) -> str:
+        if not map_path(v).is_file():
+            raise ValueError(f"register map {v!r} not found at {map_path(v)}")
+        return v
+
+
+class GpsConfig(_Strict):
+    gpsd: str | None = Field(default=None, description="host:port of gpsd")
+    nmea: str | None = Field(default=None, description="rtu-style serial URL of a raw NMEA receiver when there is no gpsd")
+
+
+class GpioConfig(_Strict):
+    status_led: int | None = Field(default=None, ge=0, le=27)
+    workshop_button: int | None = Field(default=None, ge=0, le=27)
+    shore_power: int | None = Field(default=None, ge=0, le=27)
+    in_service_switch: int | None = Field(default=None, ge=0, le=27)
+
+
+class QueueConfig(_Strict):
+    path: Path = Path("/var/lib/camperhub/queue.sqlite")
+
+
+class EdgeConfig(_Strict):
+    """The whole edge configuration file."""
+
+    camper: str = Field(pattern=CAMPER_ID_PATTERN)
+    mqtt: MqttSettings
+    devices: list[DeviceConfig] = Field(default_factory=list)
+    gps: GpsConfig | None = None
+    gpio: GpioConfig | None = None
+    queue: QueueConfig = QueueConfig()
+    status_interval_s: float = Field(default=60, ge=1, le=3600)
+
+    def cross_check(self) -> list[tuple[PathKey, str]]:
+        """Across devices: loadable maps, transports the devices speak, unique names and fields."""
+        problems: list[tuple[PathKey, str]] = []
+        fed_by: dict[str, int] = {}
+        names: dict[str, int] = {}
+        for i, dev in enumerate(self.devices):
+            try:
+                rmap = load_register_map(dev.map)
+            except ConfigError as exc:
+                problems.append((("devices", i, "map"), f"register map {dev.map!r} is invalid: " + "; ".join(str(x) for x in exc.issues)))
+                continue
+            t = parse_transport(dev.transport, rmap.link.port)
+            if t.kind not in rmap.link.transports:
+                problems.append((("devices", i, "transport"), f"{rmap.model} speaks {'/'.join(rmap.link.transports)}, not {t.kind}"))
+            name = device_name(dev, rmap)
+            if name in names:
+                problems.append((("devices", i, "name"), f"device name {name!r} is used by devices[{names[name]}] too; set name:"))
+            names.setdefault(name, i)
+            for f in dev.exclude_fields:
+                if f not in rmap.fields:
+                    problems.append((("devices", i, "exclude_fields"), f"{f!r} is not a field of {rmap.model}"))
+            for f in rmap.fields:
+                if f in dev.exclude_fields:
+                    continue
+                if f in fed_by:
+                    problems.append(
+                        (("devices", i, "map"), f"field {f} is fed by devices[{fed_by[f]}] too: list it under exclude_fields of one of them")
+                    )
+                fed_by.setdefault(f, i)
+        return problems
+
+
+def device_name(dev: DeviceConfig, rmap: RegisterMap) -> str:
+    """A device's name in logs and counters: its own, else the map's model."""
+    return dev.name or rmap.model
+
+
+def resolved_transport(dev: DeviceConfig, rmap: RegisterMap) -> Transport:
+    """The device's transport with the map's serial defaults and TCP port filled in."""
+    return parse_transport(dev.transport, rmap.link.port).with_serial_defaults(rmap.link.serial)
+
+
+def load_edge_config(path: str | Path, overrides: dict[str, Any] | None = None) -> EdgeConfig:
+    """Read and check an edge config file; ConfigError lists every problem with its line."""
+    return load_model(EdgeConfig, path, context=overrides)

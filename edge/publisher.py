@@ -1,0 +1,245 @@
+"""Publishing envelopes to the broker with paho-mqtt, behind one small interface.
+
+:class:`Outbox` is all the agent knows about sending: ``put`` a sample of a
+stream. :class:`MqttPublisher` implements it directly on paho (QoS 1, retained
+``status`` with a Last Will). The durable SQLite queue of the "never lose a
+sample" work will implement the same interface in front of it.
+
+MQTT 5 is used where the broker offers it: its PUBACK reason code tells us
+that a message was refused (e.g. by the ACL). Under 3.1.1 a refused QoS 1
+publish is acknowledged as if delivered, so the fallback is logged. The
+publisher connects with ``protocol: auto`` as MQTT 5 and falls back to 3.1.1
+when the broker refuses the protocol version (the demo's amqtt).
+
+Bad credentials are not transient: retrying cannot fix them, so the publisher
+stops and reports what to do (``on_fatal``) instead of hammering the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from camperhub import __version__
+from camperhub.contract import STREAM_QOS, STREAM_RETAIN, ContractError, Stream, encode_envelope, topic
+from camperhub.edge.config import MqttSettings
+from camperhub.edge.seqstore import SeqStore
+
+log = logging.getLogger(__name__)
+
+#: CONNACK reason codes that a person must fix (v5 codes; paho maps 3.1.1's 4 and 5 onto them).
+AUTH_FAILURES = {134: "bad user name or password", 135: "not authorized", 133: "client identifier not valid", 138: "banned"}
+UNSUPPORTED_PROTOCOL = 132
+SESSION_EXPIRY_S = 7 * 86400
+
+
+class Outbox(Protocol):
+    """Where the agent puts samples; delivery is the outbox's business."""
+
+    def put(self, stream: Stream, sample: dict[str, Any]) -> int:
+        """Take one sample (with ``ts`` and fields, no ``seq``); return the ``seq`` given to it."""
+        ...
+
+
+class MqttPublisher:
+    """Publishes envelopes at QoS 1 with paho; retained status and a Last Will."""
+
+    def __init__(
+        self,
+        camper: str,
+        settings: MqttSettings,
+        seqs: SeqStore,
+        *,
+        on_fatal: Callable[[str], None] | None = None,
+        status_extra: Callable[[], dict[str, Any]] | None = None,
+        max_queued: int = 10_000,
+    ) -> None:
+        self.camper = camper
+        self.settings = settings
+        self.url = settings.parsed
+        self.seqs = seqs
+        self.on_fatal = on_fatal or (lambda msg: None)
+        self.status_extra = status_extra or (lambda: {})
+        self.max_queued = max_queued
+        self.counters: Counter[str] = Counter()
+        self.protocol = mqtt.MQTTv311 if settings.protocol == "3.1.1" else mqtt.MQTTv5
+        self.connected = threading.Event()
+        self.fatal_error: str | None = None
+        self._client: mqtt.Client | None = None
+        self._inflight: dict[int, Stream] = {}
+        self._lock = threading.RLock()
+        self._started_monotonic = time.monotonic()
+        self._fell_back = False
+
+    # -- connection ------------------------------------------------------------
+    def _new_client(self) -> mqtt.Client:
+        v5 = self.protocol == mqtt.MQTTv5
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"camperhub-edge-{self.camper}",
+            protocol=self.protocol,
+            clean_session=None if v5 else False,
+        )
+        if self.url.username:
+            client.username_pw_set(self.url.username, self.url.password)
+        if self.url.scheme == "mqtts":
+            client.tls_set(ca_certs=str(self.settings.ca_file) if self.settings.ca_file else None, cert_reqs=ssl.CERT_REQUIRED)
+        client.max_inflight_messages_set(self.settings.max_inflight)
+        client.max_queued_messages_set(self.max_queued)
+        client.reconnect_delay_set(min_delay=1, max_delay=60)
+        # The Last Will: the broker publishes "offline" when the link dies without a goodbye.
+        will = self._status_payload("offline")
+        client.will_set(topic(self.camper, Stream.STATUS), will, qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    def start(self) -> None:
+        """Connect in paho's background thread; reconnects by itself."""
+        self._client = self._new_client()
+        props = None
+        if self.protocol == mqtt.MQTTv5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._client.connect_async(
+            self.url.host, self.url.port, keepalive=self.settings.keepalive_s,
+            clean_start=False if self.protocol == mqtt.MQTTv5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=props,
+        )
+        self._client.loop_start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Say goodbye (retained offline status), wait for acks, disconnect."""
+        client = self._client
+        if client is None:
+            return
+        if self.connected.is_set():
+            info = client.publish(topic(self.camper, Stream.STATUS), self._status_payload("offline"), qos=1, retain=True)
+            deadline = time.monotonic() + timeout_s
+            while self._inflight and time.monotonic() < deadline:
+                time.sleep(0.02)
+            try:
+                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                pass
+            client.disconnect()
+        client.loop_stop()
+        self._client = None
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        code = reason.value if isinstance(reason, ReasonCode) else int(reason)
+        if code == 0:
+            self.connected.set()
+            self.counters["connects"] += 1
+            log.info("connected to %s as MQTT %s", self.url.redacted(), "5" if self.protocol == mqtt.MQTTv5 else "3.1.1")
+            self.publish_status()
+            return
+        if code == UNSUPPORTED_PROTOCOL or (code == 1 and self.protocol == mqtt.MQTTv5):
+            if self.settings.protocol == "auto" and not self._fell_back:
+                self._fell_back = True
+                log.info("%s does not speak MQTT 5: falling back to 3.1.1 (refused publishes will go unseen)", self.url.redacted())
+                threading.Thread(target=self._restart_as_311, name="mqtt-fallback", daemon=True).start()
+                return
+        if code in AUTH_FAILURES:
+            msg = (
+                f"MQTT broker {self.url.redacted()} refused the connection: {AUTH_FAILURES[code]}. "
+                f"Check mqtt.url in the edge config (user must be the camper id {self.camper!r}); "
+                f"`camperhub broker add-camper {self.camper}` on the server prints new credentials."
+            )
+            self._fatal(msg)
+            return
+        log.warning("broker %s refused the connection: %s; retrying", self.url.redacted(), reason)
+
+    def _restart_as_311(self) -> None:
+        old = self._client
+        if old is not None:
+            old.loop_stop()
+            old.disconnect()
+        self.protocol = mqtt.MQTTv311
+        self.start()
+
+    def _fatal(self, msg: str) -> None:
+        self.fatal_error = msg
+        self.counters["auth_failures"] += 1
+        log.error(msg)
+        client = self._client
+        if client is not None:
+            # stop reconnecting: disconnect from within the loop thread is allowed
+            client.disconnect()
+        self.on_fatal(msg)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        if self.connected.is_set():
+            log.warning("disconnected from %s (%s); paho reconnects by itself", self.url.redacted(), reason)
+            self.counters["disconnects"] += 1
+        self.connected.clear()
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any) -> None:
+        with self._lock:
+            stream = self._inflight.pop(mid, None)
+        code = reason.value if isinstance(reason, ReasonCode) else int(reason)
+        if code >= 0x80:
+            self.counters["refused"] += 1
+            log.error("broker refused a %s message: %s (check the ACL for camper %s)", stream.value if stream else "?", reason, self.camper)
+        else:
+            self.counters["acked"] += 1
+
+    # -- publishing ------------------------------------------------------------
+    def _status_payload(self, state: str) -> bytes:
+        sample: dict[str, Any] = {"ts": int(time.time() * 1000), "state": state, "agent_version": __version__}
+        sample["seq"] = self.seqs.next(Stream.STATUS)
+        if state == "online":
+            sample["uptime_s"] = round(time.monotonic() - self._started_monotonic, 1)
+            sample["queue_depth"] = self.queue_depth
+            sample.update(self.status_extra())
+        return encode_envelope(self.camper, Stream.STATUS, [sample])
+
+    def publish_status(self) -> None:
+        """Publish the retained online status (on connect and periodically)."""
+        if self._client is not None and self.connected.is_set():
+            self._send(Stream.STATUS, self._status_payload("online"))
+
+    @property
+    def queue_depth(self) -> int:
+        """Messages handed to paho and not yet acknowledged."""
+        with self._lock:
+            return len(self._inflight)
+
+    def put(self, stream: Stream, sample: dict[str, Any]) -> int:
+        """Give ``sample`` a seq, validate the envelope, publish at QoS 1."""
+        seq = self.seqs.next(stream)
+        try:
+            payload = encode_envelope(self.camper, stream, [{**sample, "seq": seq}])
+        except (ContractError, ValueError) as exc:
+            self.counters["invalid"] += 1
+            log.error("not publishing an invalid %s sample (%s): %s", stream.value, exc, sample)
+            return seq
+        self._send(stream, payload)
+        return seq
+
+    def _send(self, stream: Stream, payload: bytes) -> None:
+        client = self._client
+        if client is None or self.fatal_error:
+            self.counters["dropped_not_running"] += 1
+            return
+        with self._lock:
+            info = client.publish(topic(self.camper, stream), payload, qos=STREAM_QOS[stream], retain=STREAM_RETAIN[stream])
+            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                self.counters["dropped_queue_full"] += 1
+                log.warning("paho's queue is full (%d): a %s sample was dropped", self.max_queued, stream.value)
+                return
+            self._inflight[info.mid] = stream
+        self.counters["published"] += 1
+        self.counters[f"published.{stream.value}"] += 1
