@@ -19,7 +19,8 @@ def _setup_logging(verbose: bool) -> None:
         datefmt="%Y-%m-%dT%H:%M:%S",
     )
     # paho and pymodbus are chatty at INFO about reconnects we already report
-    logging.getLogger("pymodbus").setLevel(logging.WARNING if not verbose else logging.INFO)
+    for chatty in ("pymodbus", "transitions", "amqtt"):
+        logging.getLogger(chatty).setLevel(logging.WARNING if not verbose else logging.INFO)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

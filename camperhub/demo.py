@@ -39,6 +39,7 @@ def demo_edge_config(mqtt_port: int, modbus_port: int, folder: Path) -> str:
 camper: {CAMPER}
 mqtt:
   url: mqtt://{CAMPER}:demo@127.0.0.1:{mqtt_port}
+  protocol: "3.1.1"        # the embedded broker (amqtt) speaks 3.1.1 only
 devices:
   - map: victron-gx-solarcharger
     transport: tcp://127.0.0.1:{modbus_port}

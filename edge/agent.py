@@ -14,6 +14,7 @@ import logging
 import signal
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,8 +161,14 @@ class EdgeAgent:
         return out
 
 
-async def run_agent(config: EdgeConfig, *, install_signals: bool = True) -> int:
-    """Run the agent with an MQTT publisher until SIGTERM/SIGINT; return the exit status."""
+async def run_agent(
+    config: EdgeConfig, *, install_signals: bool = True, on_start: Callable[[EdgeAgent, MqttPublisher], None] | None = None
+) -> int:
+    """Run the agent with an MQTT publisher until SIGTERM/SIGINT (or ``agent.stop()``); return the exit status.
+
+    ``on_start`` hands the running agent and publisher to an embedding program
+    (the demo, tests) so it can stop it and read its counters.
+    """
     readers, buses = build_readers(config)
     seqs = SeqStore(config.queue.path.with_name(config.queue.path.stem + "-seq.sqlite"))
     loop = asyncio.get_running_loop()
@@ -184,6 +191,8 @@ async def run_agent(config: EdgeConfig, *, install_signals: bool = True) -> int:
         config.camper, len(readers), ", ".join(f"{r.name}@{r.bus.transport}/{r.unit}" for r in readers), config.mqtt.parsed.redacted(),
     )
     publisher.start()
+    if on_start is not None:
+        on_start(agent, publisher)
     try:
         await agent.run()
     finally:

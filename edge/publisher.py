@@ -81,6 +81,7 @@ class MqttPublisher:
         self._lock = threading.RLock()
         self._started_monotonic = time.monotonic()
         self._fell_back = False
+        self._stopping = False
 
     # -- connection ------------------------------------------------------------
     def _new_client(self) -> mqtt.Client:
@@ -122,6 +123,7 @@ class MqttPublisher:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Say goodbye (retained offline status), wait for acks, disconnect."""
+        self._stopping = True
         client = self._client
         if client is None:
             return
@@ -134,6 +136,7 @@ class MqttPublisher:
                 info.wait_for_publish(max(0.1, deadline - time.monotonic()))
             except (RuntimeError, ValueError):
                 pass
+            self.connected.clear()  # a goodbye, not a lost link
             client.disconnect()
         client.loop_stop()
         self._client = None
@@ -148,9 +151,7 @@ class MqttPublisher:
             return
         if code == UNSUPPORTED_PROTOCOL or (code == 1 and self.protocol == mqtt.MQTTv5):
             if self.settings.protocol == "auto" and not self._fell_back:
-                self._fell_back = True
-                log.info("%s does not speak MQTT 5: falling back to 3.1.1 (refused publishes will go unseen)", self.url.redacted())
-                threading.Thread(target=self._restart_as_311, name="mqtt-fallback", daemon=True).start()
+                self._fall_back_to_311()
                 return
         if code in AUTH_FAILURES:
             msg = (
@@ -162,7 +163,15 @@ class MqttPublisher:
             return
         log.warning("broker %s refused the connection: %s; retrying", self.url.redacted(), reason)
 
+    def _fall_back_to_311(self) -> None:
+        self._fell_back = True
+        log.info("%s does not speak MQTT 5: falling back to 3.1.1 (refused publishes will go unseen)", self.url.redacted())
+        # paho's loop thread cannot stop itself: restart from a helper thread
+        threading.Thread(target=self._restart_as_311, name="mqtt-fallback", daemon=True).start()
+
     def _restart_as_311(self) -> None:
+        if self._stopping:
+            return
         old = self._client
         if old is not None:
             old.loop_stop()
@@ -181,6 +190,13 @@ class MqttPublisher:
         self.on_fatal(msg)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        if (
+            not self.connected.is_set() and self.counters["connects"] == 0 and self.protocol == mqtt.MQTTv5
+            and self.settings.protocol == "auto" and not self._fell_back and self.fatal_error is None
+        ):
+            # Closed before any CONNACK: a 3.1.1-only broker (amqtt) hangs up on an MQTT 5 CONNECT.
+            self._fall_back_to_311()
+            return
         if self.connected.is_set():
             log.warning("disconnected from %s (%s); paho reconnects by itself", self.url.redacted(), reason)
             self.counters["disconnects"] += 1

@@ -218,7 +218,7 @@ def test_ageing_battery_loses_health() -> None:
     t0 = time.perf_counter()
     later = m.state_at(start + timedelta(days=90))
     assert time.perf_counter() - t0 < 2.0  # a long gap is skipped, not integrated
-    assert later["battery_soh_pct"] == pytest.approx(94.0)
+    assert later["battery_soh_pct"] == pytest.approx(94.0, abs=0.01)  # 3 x 30 days at 2 %
 
 
 def test_cycles_count_discharged_capacity() -> None:
@@ -239,14 +239,15 @@ def test_earlier_time_is_recomputed_without_integrating_backwards() -> None:
 
 
 def test_weak_cell_sags_under_load() -> None:
-    t = local(2025, 6, 23, 11)  # office hours: discharging through the evening after
-    evening = local(2025, 6, 23, 21)
-    weak = model(t, weak_cell_mv=80.0).state_at(evening)
-    healthy = model(t).state_at(evening)
-    assert weak["battery_current_a"] < -1.0
-    assert weak["cell_voltage_max_v"] - weak["cell_voltage_min_v"] > 0.07
-    assert healthy["cell_voltage_max_v"] - healthy["cell_voltage_min_v"] < 0.03
-    assert abs(4 * (healthy["cell_voltage_min_v"] + healthy["cell_voltage_max_v"]) / 2 - healthy["battery_voltage_v"]) < 0.1
+    evening = local(2025, 6, 23, 21)  # no sun; the fridge cycles on and off
+    weak = [s for _, s in run(model(evening, weak_cell_mv=80.0), evening, 2)]
+    healthy = [s for _, s in run(model(evening), evening, 2)]
+    loaded = [s for s in weak if s["battery_current_a"] < -3.0]
+    assert loaded, "the fridge should run at least once in two hours"
+    assert all(s["cell_voltage_max_v"] - s["cell_voltage_min_v"] > 0.07 for s in loaded)
+    for s in healthy:
+        assert s["cell_voltage_max_v"] - s["cell_voltage_min_v"] < 0.03
+        assert abs(2 * (s["cell_voltage_min_v"] + s["cell_voltage_max_v"]) - s["battery_voltage_v"]) < 0.05
 
 
 def test_shore_power_charges_at_night() -> None:
