@@ -24,24 +24,20 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate an edge config or a register map; print every problem with file:line: key."""
-    from camperhub.edge.config import EdgeConfig
-    from camperhub.edge.registermap import RegisterMap, map_path
-    from camperhub.yamlconf import ConfigError, load_model, load_yaml
+    """Validate edge configs and register maps; print every problem as file:line: key: message."""
+    from camperhub.edge.config import load_edge_config
+    from camperhub.edge.registermap import load_register_map, map_path
+    from camperhub.yamlconf import ConfigError, load_yaml
 
     status = 0
     for name in args.files:
-        path = map_path(name) if not Path(name).exists() else Path(name)
+        path = Path(name) if Path(name).exists() else map_path(name)
         try:
             data, _ = load_yaml(path.read_text(encoding="utf-8"), str(path))
-            model = RegisterMap if isinstance(data, dict) and "registers" in data else EdgeConfig
-            if model is RegisterMap:
-                from camperhub.edge.registermap import load_register_map
-
-                load_register_map(str(path))
-            else:
-                load_model(model, path)
-            print(f"{path}: OK ({'register map' if model is RegisterMap else 'edge config'})")
+            # a register map has registers; anything else is taken for an edge config
+            is_map = isinstance(data, dict) and "registers" in data
+            load_register_map(str(path)) if is_map else load_edge_config(path)
+            print(f"{path}: OK ({'register map' if is_map else 'edge config'})")
         except OSError as exc:
             print(f"{path}: cannot read file: {exc.strerror or exc}", file=sys.stderr)
             status = 1

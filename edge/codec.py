@@ -73,6 +73,8 @@ def decode(reg: Register, words: list[int]) -> Any:
         if not isinstance(raw, int) or raw not in reg.enum:
             raise OutOfRange(f"{reg.field}: raw value {raw} is not in the map's enum")
         return reg.enum[raw].value
+    if reg.field == "shore_power":
+        return bool(raw)
     if isinstance(raw, float) and not math.isfinite(raw):
         raise OutOfRange(f"{reg.field}: raw value is not a finite number")
     value = raw * reg.scale
@@ -97,6 +99,8 @@ def encode(reg: Register, value: Any, current: list[int] | None = None) -> list[
         if value not in inverse:
             raise ValueError(f"{reg.field}: {value!r} has no raw value in the map's enum")
         raw: int | float = inverse[value]
+    elif isinstance(value, bool):
+        raw = int(value)
     elif reg.type is DataType.FLOAT32:
         raw = float(value) / reg.scale
     else:

@@ -9,10 +9,10 @@ excludes it. Every problem is reported with file, line and key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from camperhub.contract import CAMPER_ID_PATTERN
 from camperhub.edge.registermap import RegisterMap, load_register_map, map_path
@@ -92,7 +92,7 @@ class DeviceConfig(_Strict):
 
     @field_validator("map")
     @classmethod
-    def _map_exists(cls, v: str, info: ValidationInfo) -> str:
+    def _map_exists(cls, v: str) -> str:
         if not map_path(v).is_file():
             raise ValueError(f"register map {v!r} not found at {map_path(v)}")
         return v
@@ -167,6 +167,6 @@ def resolved_transport(dev: DeviceConfig, rmap: RegisterMap) -> Transport:
     return parse_transport(dev.transport, rmap.link.port).with_serial_defaults(rmap.link.serial)
 
 
-def load_edge_config(path: str | Path, overrides: dict[str, Any] | None = None) -> EdgeConfig:
+def load_edge_config(path: str | Path) -> EdgeConfig:
     """Read and check an edge config file; ConfigError lists every problem with its line."""
-    return load_model(EdgeConfig, path, context=overrides)
+    return load_model(EdgeConfig, path)

@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from camperhub.contract import ChargeState, EnergySample, field_specs
 from camperhub.yamlconf import ConfigError, ConfigIssue, PathKey, load_model
@@ -60,11 +60,22 @@ class DataType(StrEnum):
     def is_byte(self) -> bool:
         return self in (DataType.UINT8, DataType.SM8)
 
+    @property
+    def raw_range(self) -> tuple[int, int]:
+        """Smallest and largest raw number this type decodes to (before scaling)."""
+        return {
+            DataType.UINT16: (0, 0xFFFF), DataType.INT16: (-0x8000, 0x7FFF),
+            DataType.UINT32: (0, 0xFFFF_FFFF), DataType.INT32: (-0x8000_0000, 0x7FFF_FFFF),
+            DataType.FLOAT32: (-0x8000_0000, 0x7FFF_FFFF), DataType.UINT8: (0, 0xFF), DataType.SM8: (-127, 127),
+        }[self]
+
 
 WordOrder = Literal["low_first", "high_first"]
 
 _ENERGY_FIELDS = set(EnergySample.model_fields) - {"seq", "ts"}
 _NUMERIC_SPECS = field_specs()
+#: Contract fields that are not numbers with a unit.
+_FIELD_KINDS = {"charge_state": "state", "shore_power": "bool"}
 
 
 class _Strict(BaseModel):
@@ -136,43 +147,60 @@ class Register(_Strict):
             base = 0xFFFF
         return base & self.mask if self.mask is not None else base
 
-    @model_validator(mode="after")
-    def _consistent(self) -> "Register":
-        problems = []
+    def problems(self) -> list[tuple[str, str]]:
+        """Checks across this entry's keys, each as (offending key, message).
+
+        Run by RegisterMap.cross_check so that every message points at the
+        line of the key that is wrong, not at the start of the entry.
+        """
+        out: list[tuple[str, str]] = []
+        t = self.type
         if self.field not in _ENERGY_FIELDS:
-            problems.append(f"field {self.field!r} is not an energy field of the contract")
+            out.append(("field", f"{self.field!r} is not an energy field of the contract"))
         if self.count is not None and self.count != self.register_count:
-            problems.append(f"type {self.type.value} occupies {self.register_count} register(s), but count is {self.count}")
+            out.append(("count", f"type {t.value} occupies {self.register_count} register(s), but count is {self.count}"))
         if self.register_count == 2 and self.word_order is None:
-            problems.append(f"type {self.type.value} needs word_order (low_first or high_first)")
+            out.append(("type", f"type {t.value} needs word_order (low_first or high_first)"))
         if self.register_count == 1 and self.word_order is not None:
-            problems.append(f"word_order applies to 32-bit types only, not {self.type.value}")
-        if self.type.is_byte and self.byte is None:
-            problems.append(f"type {self.type.value} needs byte: high or low")
-        if not self.type.is_byte and self.byte is not None:
-            problems.append(f"byte applies to uint8 and sm8 only, not {self.type.value}")
-        if self.mask is not None and self.type is not DataType.UINT16:
-            problems.append("mask applies to uint16 bitfields only")
+            out.append(("word_order", f"applies to 32-bit types only, not {t.value}"))
+        if t.is_byte and self.byte is None:
+            out.append(("type", f"type {t.value} needs byte: high or low"))
+        if not t.is_byte and self.byte is not None:
+            out.append(("byte", f"applies to uint8 and sm8 only, not {t.value}"))
+        if self.mask is not None and t is not DataType.UINT16:
+            out.append(("mask", "applies to uint16 bitfields only"))
         if self.address + self.register_count > 65536:
-            problems.append("register runs past address 65535")
-        if self.field == "charge_state":
+            out.append(("address", "register runs past address 65535"))
+        lo_raw, hi_raw = t.raw_range
+        for raw in self.invalid:
+            if not lo_raw <= raw <= hi_raw:
+                out.append(("invalid", f"raw value {raw} can never come out of a {t.value} (range {lo_raw}..{hi_raw}); write it as the decoded raw number"))
+        kind = _FIELD_KINDS.get(self.field)
+        if kind == "state":
             if not self.enum:
-                problems.append("charge_state needs an enum mapping raw values to off|bulk|absorption|float|equalize|fault")
+                out.append(("enum", "charge_state needs an enum mapping raw values to off|bulk|absorption|float|equalize|fault"))
+            if self.unit != "state":
+                out.append(("unit", "charge_state takes unit: state"))
+            if self.valid is not None or self.scale != 1:
+                out.append(("valid" if self.valid is not None else "scale", "charge_state is an enum: no scale or valid range"))
         elif self.enum is not None:
-            problems.append("enum applies to charge_state only")
+            out.append(("enum", "applies to charge_state only"))
+        if kind == "bool":
+            if self.unit != "bool":
+                out.append(("unit", f"{self.field} is true/false: unit: bool (raw 0 = false, anything else = true)"))
+            if self.valid is not None or self.scale != 1:
+                out.append(("valid" if self.valid is not None else "scale", f"{self.field} is true/false: no scale or valid range"))
         spec = _NUMERIC_SPECS.get(self.field)
         if spec is not None:
             if self.unit != spec.unit:
-                problems.append(f"unit {self.unit!r} differs from the contract's {spec.unit!r} for {self.field}")
+                out.append(("unit", f"{self.unit!r} differs from the contract's {spec.unit!r} for {self.field}"))
             if self.valid is not None:
                 lo, hi = self.valid
                 if lo > hi:
-                    problems.append(f"valid range [{lo}, {hi}] is empty")
+                    out.append(("valid", f"range [{lo}, {hi}] is empty"))
                 elif lo < spec.minimum or hi > spec.maximum:
-                    problems.append(f"valid range [{lo}, {hi}] exceeds the contract's [{spec.minimum:g}, {spec.maximum:g}]")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+                    out.append(("valid", f"range [{lo}, {hi}] exceeds the contract's [{spec.minimum:g}, {spec.maximum:g}] for {self.field}"))
+        return out
 
     @property
     def valid_range(self) -> tuple[float, float] | None:
@@ -200,6 +228,7 @@ class RegisterMap(_Strict):
         occupied: dict[tuple[Function, int], tuple[int, int]] = {}
         fed: dict[str, int] = {}
         for i, reg in enumerate(self.registers):
+            problems.extend((("registers", i, key), msg) for key, msg in reg.problems())
             if reg.field in fed:
                 problems.append((("registers", i, "field"), f"field {reg.field} is already fed by registers[{fed[reg.field]}]"))
             fed.setdefault(reg.field, i)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from camperhub.edge.codec import NotAvailable, OutOfRange, decode
+from camperhub.edge.codec import NotAvailable, OutOfRange, decode, encode
 from camperhub.edge.planner import plan_reads
 from camperhub.edge.registermap import Register, RegisterMap, available_maps, load_register_map
 from camperhub.yamlconf import ConfigError, validate_yaml
@@ -201,9 +201,9 @@ def line_of(text: str, needle: str, occurrence: int = 1) -> int:
 
 
 def entry_or_key_line(text: str, entry: str, key: str) -> set[int]:
-    """Lines a register-level error may name: today the schema reports such checks
-    at the register entry (its first line); naming the offending key is better."""
-    return {line_of(text, entry), line_of(text, key)}
+    """The line a register-level error must name: the offending key's, not the entry's first line."""
+    assert line_of(text, entry) < line_of(text, key)
+    return {line_of(text, key)}
 
 
 def refused(text: str) -> ConfigError:
@@ -316,3 +316,41 @@ def test_valid_range_beyond_the_contract():
     assert issue.line in entry_or_key_line(text, "field: pv_voltage_v", "valid: [0, 300]")
     assert "exceeds the contract" in issue.message and "250" in issue.message
     assert f"x.yaml:{issue.line}: {issue.key}:" in str(err)
+
+
+def test_invalid_raw_value_must_be_possible_for_the_type():
+    text = HEADER + PV_VOLTAGE.replace("    type: uint16\n", "    type: int16\n") + "    invalid: [0xFFFF]\n"
+    issue = refused(text).issues[0]
+    assert issue.key == "registers[0].invalid" and issue.line == line_of(text, "invalid:")
+    assert "can never come out of a int16" in issue.message
+
+
+def test_charge_state_takes_unit_state_and_no_scale():
+    text = HEADER + """\
+  - field: charge_state
+    address: 0x3201
+    function: input
+    type: uint16
+    scale: 0.1
+    unit: V
+    enum: {0: "off", 1: float}
+    datasheet: "test entry 3201"
+"""
+    found = {(i.key, i.line) for i in refused(text).issues}
+    assert ("registers[0].unit", line_of(text, "unit: V")) in found
+    assert ("registers[0].scale", line_of(text, "scale: 0.1")) in found
+
+
+def test_a_boolean_field_decodes_to_true_or_false():
+    text = HEADER + """\
+  - field: shore_power
+    address: 0x2000
+    function: input
+    type: uint16
+    mask: 0x0001
+    unit: bool
+    datasheet: "test entry 2000"
+"""
+    reg = validate_yaml(RegisterMap, text, "x.yaml").registers[0]
+    assert decode(reg, [0x0003]) is True and decode(reg, [0x0002]) is False
+    assert decode(reg, encode(reg, True, [0])) is True
