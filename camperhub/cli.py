@@ -65,6 +65,20 @@ def cmd_edge(args: argparse.Namespace) -> int:
     return asyncio.run(run_agent(config))
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Run the ingest (MQTT -> store) with settings from CAMPERHUB_* variables."""
+    from pydantic import ValidationError
+
+    from camperhub.broker.ingest import run_ingest
+
+    try:
+        return run_ingest()
+    except ValidationError as exc:
+        for err in exc.errors():
+            print(f"camperhub ingest: {err['msg']}", file=sys.stderr)
+        return 78
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Serve register maps from the physical model until interrupted."""
     import signal
@@ -171,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("edge", help="run the edge agent")
     s.add_argument("--config", required=True, help="edge config YAML")
     s.set_defaults(func=cmd_edge)
+
+    s = sub.add_parser("ingest", help="run the ingest: MQTT telemetry into the store (settings from CAMPERHUB_*)")
+    s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("check-config", help="validate an edge config or a register map")
     s.add_argument("files", nargs="+", metavar="FILE")

@@ -2,8 +2,9 @@
 
 A simulated Victron GX (solar charger + battery monitor, Modbus TCP on a free
 loopback port) fed by the physical model, the real edge agent polling it, an
-embedded MQTT broker (amqtt, MQTT 3.1.1) in process, and a subscriber that
-prints what arrives. Later parts of the system (ingest, API, pages) join here.
+embedded MQTT broker (amqtt, MQTT 3.1.1) in process, the ingest writing to the
+embedded SQLite store, and a console that prints what reached the store.
+The API and the pages join here in later issues.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import json
 import logging
 import socket
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
-from camperhub.contract import TOPIC_ROOT, ContractError, decode_envelope
+from camperhub.broker.ingest import Ingest, IngestSettings
+from camperhub.contract import Stream
+from camperhub.settings import StoreSettings
+from camperhub.store.base import StoredSample
+from camperhub.store.sqlite import SqliteStore
 
 log = logging.getLogger("camperhub.demo")
 CAMPER = "varese-1"
@@ -68,88 +69,86 @@ async def _start_broker(port: int) -> Any:
     return broker
 
 
-def _format_energy(camper: str, sample: Any) -> str:
-    f = sample.fields()
+def _format_energy(camper: str, sample: StoredSample) -> str:
+    f = sample.fields
 
     def show(name: str, fmt: str) -> str:
-        return fmt.format(f[name]) if name in f else "–"
+        return fmt.format(f[name]) if f.get(name) is not None else "–"
 
     return (
-        f"{camper} seq={sample.seq:<5} sun {show('pv_power_w', '{:6.0f} W')} | "
+        f"{camper} seq={int(f['seq']):<5} sun {show('pv_power_w', '{:6.0f} W')} | "
         f"battery {show('battery_voltage_v', '{:5.2f} V')} {show('battery_current_a', '{:+6.1f} A')} "
         f"{show('battery_soc_pct', '{:5.1f} %')} {show('charge_state', '{}'):<10} | "
         f"yield today {show('pv_yield_today_wh', '{:5.0f} Wh')}"
     )
 
 
-def _start_printer(port: int, stop: threading.Event) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="camperhub-demo-console", protocol=mqtt.MQTTv311)
-    client.username_pw_set("demo-console")
-
-    def on_connect(c: mqtt.Client, *_: Any) -> None:
-        c.subscribe(f"{TOPIC_ROOT}/+/+", qos=1)
-
-    def on_message(c: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+async def _print_stored(store: SqliteStore, ingest: Ingest, stop: asyncio.Event) -> None:
+    """Show what reached the store: the newest energy sample, once per new seq."""
+    last_seq = None
+    while not stop.is_set():
+        sample = await asyncio.to_thread(store.latest, CAMPER, Stream.ENERGY)
+        if sample is not None and sample.fields.get("seq") != last_seq:
+            last_seq = sample.fields.get("seq")
+            print(f"stored: {_format_energy(CAMPER, sample)}   [{ingest.counters['stored_samples']} samples in store]", flush=True)
         try:
-            env = decode_envelope(msg.payload, msg.topic)
-        except ContractError as exc:
-            print(f"refused message on {msg.topic}: {exc}", flush=True)
-            return
-        for sample in env.samples:  # type: ignore[attr-defined]
-            if env.stream == "energy":  # type: ignore[attr-defined]
-                print(_format_energy(env.camper, sample), flush=True)  # type: ignore[attr-defined]
-            else:
-                print(f"{env.camper} {env.stream}: {json.dumps(sample.fields())}", flush=True)  # type: ignore[attr-defined]
-
-    client.on_connect = on_connect
-    client.on_message = on_message
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    return client
+            await asyncio.wait_for(stop.wait(), 0.5)
+        except asyncio.TimeoutError:
+            pass
 
 
-async def _run(duration_s: float | None, speed: float) -> int:
+def _print_status(store: SqliteStore) -> None:
+    status = store.latest(CAMPER, Stream.STATUS)
+    if status is not None:
+        fields = {k: v for k, v in status.fields.items() if k != "seq"}
+        print(f"stored: {CAMPER} status: {json.dumps(fields)}", flush=True)
+
+
+async def _run(duration_s: float | None, speed: float, store_path: Path) -> int:
     from camperhub.edge.agent import run_agent
     from camperhub.edge.config import EdgeConfig
     from camperhub.edge.sim.runner import start_simulator
     from camperhub.yamlconf import validate_yaml
 
     mqtt_port, modbus_port = free_port(), free_port()
+    store = SqliteStore(store_path)
     with tempfile.TemporaryDirectory(prefix="camperhub-demo-") as tmp:
         folder = Path(tmp)
         broker = await _start_broker(mqtt_port)
         sim = start_simulator(
             f"tcp://127.0.0.1:{modbus_port}", [("victron-gx-solarcharger", None), ("victron-gx-battery", None)], speed=speed
         )
-        print(f"simulated Victron GX on tcp://127.0.0.1:{modbus_port} (time x{speed:g}); broker on mqtt://127.0.0.1:{mqtt_port}")
-        stop = threading.Event()
-        printer = _start_printer(mqtt_port, stop)
+        ingest = Ingest(IngestSettings(mqtt_url=f"mqtt://camperhub-ingest:demo@127.0.0.1:{mqtt_port}", protocol="3.1.1", batch_max_wait_s=0.2), store)
+        ingest.start()
+        print(f"simulated Victron GX on tcp://127.0.0.1:{modbus_port} (time x{speed:g}); broker on mqtt://127.0.0.1:{mqtt_port}; store {store_path}")
         config = validate_yaml(EdgeConfig, demo_edge_config(mqtt_port, modbus_port, folder), "demo-edge.yaml")
+        stop = asyncio.Event()
+        printer = asyncio.create_task(_print_stored(store, ingest, stop))
         agent_task = asyncio.create_task(run_agent(config, install_signals=False))
         try:
-            if duration_s is None:
-                await agent_task
-            else:
-                done, _ = await asyncio.wait({agent_task}, timeout=duration_s)
-                if not done:
-                    agent_task.cancel()
+            done, _ = await asyncio.wait({agent_task}, timeout=duration_s)
         except asyncio.CancelledError:
             pass
         finally:
             if not agent_task.done():
                 agent_task.cancel()
             await asyncio.gather(agent_task, return_exceptions=True)
-            printer.loop_stop()
-            printer.disconnect()
+            await asyncio.sleep(0.5)  # the agent's goodbye status reaches the store
+            stop.set()
+            await printer
+            await asyncio.to_thread(ingest.stop)
+            _print_status(store)
             sim.stop()
             await broker.shutdown()
+            store.close()
     return 0
 
 
 def run_demo(port: int = 8000, duration_s: float | None = None, speed: float = 60.0) -> int:
-    """Run the demo until Ctrl-C (or for ``duration_s`` seconds)."""
+    """Run the demo until Ctrl-C (or for ``duration_s`` seconds); data stays in CAMPERHUB_SQLITE_PATH."""
     logging.getLogger("amqtt").setLevel(logging.WARNING)
+    store_path = StoreSettings().sqlite_path
     try:
-        return asyncio.run(_run(duration_s, speed))
+        return asyncio.run(_run(duration_s, speed, store_path))
     except KeyboardInterrupt:
         return 0

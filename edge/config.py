@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from camperhub.contract import CAMPER_ID_PATTERN
+from camperhub.mqtturl import MqttUrl
 from camperhub.edge.registermap import RegisterMap, load_register_map, map_path
 from camperhub.edge.transport import Transport, parse_transport
 from camperhub.yamlconf import ConfigError, PathKey, load_model
@@ -22,36 +22,6 @@ from camperhub.yamlconf import ConfigError, PathKey, load_model
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MqttUrl(_Strict):
-    """``mqtt://user:pass@host:1883`` or ``mqtts://user:pass@host:8883``."""
-
-    scheme: Literal["mqtt", "mqtts"]
-    host: str
-    port: int
-    username: str | None
-    password: str | None
-
-    @classmethod
-    def parse(cls, url: str) -> "MqttUrl":
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError("must start with mqtt:// or mqtts://")
-        if not parts.hostname:
-            raise ValueError("needs a host, e.g. mqtt://user:pass@127.0.0.1:1883")
-        try:
-            port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-        except ValueError as exc:
-            raise ValueError(f"bad port ({exc})") from None
-        user = unquote(parts.username) if parts.username else None
-        password = unquote(parts.password) if parts.password else None
-        return cls(scheme=parts.scheme, host=parts.hostname, port=port, username=user, password=password)
-
-    def redacted(self) -> str:
-        """The URL without its password, safe for logs."""
-        user = f"{self.username}@" if self.username else ""
-        return f"{self.scheme}://{user}{self.host}:{self.port}"
 
 
 class MqttSettings(_Strict):

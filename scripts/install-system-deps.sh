@@ -4,7 +4,7 @@
 # free loopback ports; no system-wide service needs to be running.
 set -euo pipefail
 
-packages=(python3 python3-venv python3-pip mosquitto mosquitto-clients socat)
+packages=(python3 python3-venv python3-pip mosquitto mosquitto-clients socat influxdb influxdb-client)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.fixtures.influxdb import SESSION_PIDS, influx_server, influx_store  # noqa: F401  (fixtures)
 from tests.fixtures.mosquitto import mosquitto  # noqa: F401  (fixture)
 from tests.fixtures.serial_pty import serial_pty  # noqa: F401  (fixture)
 
@@ -40,7 +41,7 @@ def no_leftovers():
     deadline = time.monotonic() + 5
     while True:
         threads = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
-        children = _children() - children_before
+        children = _children() - children_before - SESSION_PIDS
         if not threads and not children:
             return
         if time.monotonic() > deadline:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -11,14 +12,19 @@ def camperhub(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[st
     return subprocess.run([sys.executable, "-m", "camperhub.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def test_demo_shows_live_energy_values_arriving():
-    res = camperhub("demo", "--duration", "6")
+def test_demo_shows_live_energy_values_reaching_the_store(tmp_path):
+    db = tmp_path / "demo.sqlite"
+    res = subprocess.run(
+        [sys.executable, "-m", "camperhub.cli", "demo", "--duration", "6"],
+        capture_output=True, text=True, timeout=90, env={**os.environ, "CAMPERHUB_SQLITE_PATH": str(db)},
+    )
     assert res.returncode == 0, res.stderr
-    energy = [line for line in res.stdout.splitlines() if re.match(r"varese-1 seq=\d+ +sun +\d+ W \| battery +\d+\.\d\d V", line)]
+    energy = [line for line in res.stdout.splitlines() if re.match(r"stored: varese-1 seq=\d+ +sun +\d+ W \| battery +\d+\.\d\d V", line)]
     assert len(energy) >= 3, res.stdout
     seqs = [int(re.search(r"seq=(\d+)", line).group(1)) for line in energy]
     assert seqs == sorted(set(seqs))
-    assert '"state": "online"' in res.stdout and '"state": "offline"' in res.stdout
+    assert 'stored: varese-1 status: {"state": "offline"' in res.stdout
+    assert db.exists()
 
 
 def test_simulate_refuses_a_transport_the_device_does_not_speak():

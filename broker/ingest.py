@@ -1,0 +1,325 @@
+"""The ingest: MQTT telemetry in, validated, batched, stored; acknowledged only once stored.
+
+Delivery is at-least-once end to end: the ingest subscribes at QoS 1 with a
+persistent session and paho's manual acknowledgement, and sends each PUBACK
+only after the store accepted the batch holding that message. If the ingest
+dies in the middle of a batch, the broker redelivers what was not acked and
+the store's idempotent writes (same camper, stream and ts = same point) keep
+it from being doubled.
+
+A message that breaks the contract is not retried forever: it is stored with
+its reason as a dead letter, counted, and acknowledged, so it never blocks the
+good messages behind it. While the store is down or slow, the batch is held
+and retried with back-off; the broker keeps the rest (unacked messages stop
+the flow at the session's receive maximum) and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from camperhub.contract import TOPIC_ROOT, ContractError, Stream, decode_envelope, parse_topic
+from camperhub.mqtturl import MqttUrl
+from camperhub.settings import MqttClientSettings
+from camperhub.store.base import DeadLetter, Store, StoredSample, StoreRejected, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+SHARED_GROUP = "camperhub-ingest"
+UPLINK_STREAMS = (Stream.ENERGY, Stream.POSITION, Stream.STATUS, Stream.EVENT)
+
+
+class IngestSettings(MqttClientSettings):
+    """``CAMPERHUB_*`` settings of the ingest (the store's are StoreSettings)."""
+
+    model_config = SettingsConfigDict(env_prefix="CAMPERHUB_INGEST_", extra="ignore")
+
+    client_id: str = Field(default="camperhub-ingest", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    batch_max_samples: int = Field(default=5000, ge=1, le=100_000)
+    batch_max_wait_s: float = Field(default=0.5, gt=0, le=60)
+    receive_maximum: int = Field(default=2000, ge=1, le=65535, description="Unacked messages the broker may send (MQTT 5)")
+    max_future_s: float = Field(default=600, ge=0, description="How far past now a sample's ts may be (clock skew)")
+    retry_max_s: float = Field(default=30, gt=0)
+    protocol: str = Field(default="auto", pattern=r"^(auto|5|3\.1\.1)$")
+
+
+def ingest_settings() -> IngestSettings:
+    """Read the ingest's settings; the MQTT URL comes from CAMPERHUB_MQTT_URL like every component's."""
+    mqtt_part = MqttClientSettings()
+    return IngestSettings(mqtt_url=mqtt_part.mqtt_url, mqtt_ca_file=mqtt_part.mqtt_ca_file)
+
+
+@dataclass
+class _Pending:
+    """Messages received and not yet acknowledged, with what they will write."""
+
+    samples: list[StoredSample] = field(default_factory=list)
+    letters: list[DeadLetter] = field(default_factory=list)
+    acks: list[tuple[int, int, int]] = field(default_factory=list)  # (generation, mid, qos)
+    first_at: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.samples) + len(self.letters)
+
+
+def to_stored(payload: bytes, topic_name: str, now_ms: int, max_future_ms: int) -> list[StoredSample]:
+    """Validate one message against the contract; ContractError names what is wrong."""
+    env = decode_envelope(payload, topic_name)
+    stream = Stream(env.stream)  # type: ignore[attr-defined]
+    out = []
+    for s in env.samples:  # type: ignore[attr-defined]
+        if s.ts > now_ms + max_future_ms:
+            raise ContractError(f"sample seq {s.seq}: ts {s.ts} is {(s.ts - now_ms) / 1000:.0f} s in the future")
+        out.append(StoredSample(env.camper, stream, s.ts, {"seq": s.seq, **s.fields()}))  # type: ignore[attr-defined]
+    return out
+
+
+class Ingest:
+    """Subscribes, validates, batches, stores and acknowledges, in paho's thread and a flusher thread."""
+
+    def __init__(self, settings: IngestSettings, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.store = store
+        self.url = MqttUrl.parse(settings.mqtt_url)
+        self.clock = clock
+        self.counters: Counter[str] = Counter()
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.fatal_error: str | None = None
+        self._pending = _Pending()
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self._client: mqtt.Client | None = None
+        self.protocol = mqtt.MQTTv311 if settings.protocol == "3.1.1" else mqtt.MQTTv5
+
+    # -- MQTT --------------------------------------------------------------------
+    def _subscriptions(self) -> list[str]:
+        topics = [f"{TOPIC_ROOT}/+/{s.value}" for s in UPLINK_STREAMS]
+        if self.protocol == mqtt.MQTTv5:
+            # several ingest processes share the load; each message goes to one of them
+            return [f"$share/{SHARED_GROUP}/{t}" for t in topics]
+        return topics
+
+    def start(self) -> None:
+        v5 = self.protocol == mqtt.MQTTv5
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.settings.client_id, protocol=self.protocol,
+            clean_session=None if v5 else False, manual_ack=True,
+        )
+        if self.url.username:
+            client.username_pw_set(self.url.username, self.url.password)
+        if self.url.scheme == "mqtts":
+            client.tls_set(ca_certs=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        client.reconnect_delay_set(1, 30)
+        props = None
+        if v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 7 * 86400
+            props.ReceiveMaximum = self.settings.receive_maximum
+        client.connect_async(self.url.host, self.url.port, keepalive=30, clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY, properties=props)
+        self._client = client
+        self._stop.clear()
+        self._flusher = threading.Thread(target=self._flush_loop, name="ingest-flusher", daemon=True)
+        self._flusher.start()
+        client.loop_start()
+
+    def stop(self) -> None:
+        """Flush what can be stored, acknowledge it, disconnect."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._flusher is not None:
+            self._flusher.join(30)
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        if reason.value != 0:
+            if reason.value in (134, 135):
+                self.fatal_error = f"MQTT broker {self.url.redacted()} refused the ingest's credentials ({reason}); check CAMPERHUB_MQTT_URL"
+                log.error(self.fatal_error)
+                client.disconnect()
+            elif self.protocol == mqtt.MQTTv5 and self.settings.protocol == "auto" and reason.value in (1, 132):
+                self._fall_back()
+            else:
+                log.warning("broker refused the connection: %s", reason)
+            return
+        with self._cond:
+            self._generation += 1
+        self.connected.set()
+        self.counters["connects"] += 1
+        client.subscribe([(t, 1) for t in self._subscriptions()])
+        log.info("ingest connected to %s (MQTT %s), subscribed to %s", self.url.redacted(), "5" if self.protocol == mqtt.MQTTv5 else "3.1.1", ", ".join(self._subscriptions()))
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[ReasonCode], props: Any) -> None:
+        refused = [r for r in reasons if r.is_failure]
+        if refused:
+            log.error("broker refused the ingest's subscriptions: %s (check the ingest user's ACL)", refused)
+            return
+        self.subscribed.set()
+
+    def _fall_back(self) -> None:
+        log.info("%s does not speak MQTT 5: using 3.1.1 (no shared subscriptions)", self.url.redacted())
+
+        def restart() -> None:
+            old = self._client
+            if old is not None:
+                old.loop_stop()
+            if self._flusher is not None:
+                self._flusher.join(10)
+            self.protocol = mqtt.MQTTv311
+            self.start()
+
+        self._stop.set()
+        threading.Thread(target=restart, daemon=True).start()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        if (
+            self.counters["connects"] == 0 and self.protocol == mqtt.MQTTv5 and self.settings.protocol == "auto"
+            and self.fatal_error is None and not self._stop.is_set()
+        ):
+            self._fall_back()  # closed before CONNACK: a 3.1.1-only broker
+            return
+        if self.connected.is_set():
+            log.warning("ingest disconnected (%s); reconnecting, unacked messages will be redelivered", reason)
+        self.connected.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        now = self.clock()
+        self.counters["messages"] += 1
+        try:
+            samples = to_stored(msg.payload, msg.topic, int(now * 1000), int(self.settings.max_future_s * 1000))
+            letter = None
+        except ContractError as exc:
+            samples = []
+            camper = None
+            try:
+                camper = parse_topic(msg.topic)[0]
+            except ValueError:
+                pass
+            letter = DeadLetter(int(now * 1000), msg.topic, exc.reason, bytes(msg.payload[:65536]), camper)
+            self.counters["dead_letters"] += 1
+            log.warning("dead letter on %s: %s", msg.topic, exc.reason)
+        with self._cond:
+            p = self._pending
+            if not len(p):
+                p.first_at = time.monotonic()
+            p.samples.extend(samples)
+            if letter is not None:
+                p.letters.append(letter)
+            p.acks.append((self._generation, msg.mid, msg.qos))
+            if len(p) >= self.settings.batch_max_samples:
+                self._cond.notify_all()
+
+    # -- storing ---------------------------------------------------------------
+    def _take_batch(self) -> _Pending | None:
+        with self._cond:
+            while True:
+                p = self._pending
+                due = p.first_at + self.settings.batch_max_wait_s
+                if p.acks and (len(p) >= self.settings.batch_max_samples or time.monotonic() >= due or self._stop.is_set()):
+                    self._pending = _Pending()
+                    return p
+                if self._stop.is_set():
+                    return None
+                self._cond.wait(max(0.01, due - time.monotonic()) if p.acks else 0.5)
+
+    def _store(self, batch: _Pending) -> bool:
+        """Write a batch; True once stored. StoreRejected splits it so one bad sample cannot block the rest."""
+        try:
+            if batch.samples:
+                self.store.write(batch.samples)
+            if batch.letters:
+                self.store.write_dead_letters(batch.letters)
+            return True
+        except StoreRejected as exc:
+            if len(batch.samples) <= 1:
+                letters = [DeadLetter(int(self.clock() * 1000), f"{TOPIC_ROOT}/{s.camper}/{s.stream.value}", f"store refused: {exc}", repr(s.fields).encode(), s.camper) for s in batch.samples]
+                self.counters["dead_letters"] += len(letters)
+                log.error("store refused a sample: %s", exc)
+                self.store.write_dead_letters(letters + batch.letters)
+                return True
+            mid = len(batch.samples) // 2
+            first = _Pending(batch.samples[:mid], [], [])
+            second = _Pending(batch.samples[mid:], batch.letters, [])
+            return self._store(first) and self._store(second)
+
+    def _flush_loop(self) -> None:
+        backoff = 0.5
+        batch: _Pending | None = None
+        while True:
+            if batch is None:
+                batch = self._take_batch()
+                if batch is None:
+                    return
+            try:
+                self._store(batch)
+            except StoreUnavailable as exc:
+                self.counters["store_retries"] += 1
+                log.warning("store unavailable (%s): holding %d samples, retry in %.1f s", exc, len(batch), backoff)
+                if self._stop.wait(backoff):
+                    return  # not acked: the broker redelivers to the next ingest
+                backoff = min(backoff * 2, self.settings.retry_max_s)
+                continue
+            backoff = 0.5
+            self._ack(batch)
+            self.counters["stored_samples"] += len(batch.samples)
+            self.counters["batches"] += 1
+            batch = None
+
+    def _ack(self, batch: _Pending) -> None:
+        client = self._client
+        if client is None:
+            return
+        for generation, mid, qos in batch.acks:
+            # a message received before a reconnect is redelivered on the new
+            # connection under its own packet id: acking the old one is not ours to do
+            if generation == self._generation and qos > 0:
+                client.ack(mid, qos)
+        self.counters["acked_messages"] += len(batch.acks)
+
+
+def run_ingest() -> int:
+    """``camperhub ingest``: run until SIGTERM/SIGINT."""
+    import signal
+
+    from camperhub.settings import StoreSettings
+    from camperhub.store import open_store
+
+    settings, store_settings = ingest_settings(), StoreSettings()
+    store = open_store(store_settings)
+    ingest = Ingest(settings, store)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    ingest.start()
+    log.info("ingest: %s → %s store", ingest.url.redacted(), store_settings.store)
+    while not done.wait(1):
+        if ingest.fatal_error:
+            break
+    ingest.stop()
+    store.close()
+    log.info("ingest stopped; counters: %s", dict(ingest.counters))
+    return 78 if ingest.fatal_error else 0
