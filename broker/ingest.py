@@ -50,7 +50,7 @@ class IngestSettings(MqttClientSettings):
 
     client_id: str = Field(default="camperhub-ingest", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     batch_max_samples: int = Field(default=5000, ge=1, le=100_000)
-    batch_max_wait_s: float = Field(default=0.5, gt=0, le=60)
+    batch_max_wait_s: float = Field(default=0.1, gt=0, le=60, description="Longest a received message waits to be stored")
     receive_maximum: int = Field(default=2000, ge=1, le=65535, description="Unacked messages the broker may send (MQTT 5)")
     max_future_s: float = Field(default=600, ge=0, description="How far past now a sample's ts may be (clock skew)")
     retry_max_s: float = Field(default=30, gt=0)
@@ -230,7 +230,9 @@ class Ingest:
             if letter is not None:
                 p.letters.append(letter)
             p.acks.append((self._generation, msg.mid, msg.qos))
-            if len(p) >= self.settings.batch_max_samples:
+            # wake the flusher on a batch's first message (it then sleeps until the batch is due)
+            # and when the batch is full
+            if len(p.acks) == 1 or len(p) >= self.settings.batch_max_samples:
                 self._cond.notify_all()
 
     # -- storing ---------------------------------------------------------------

@@ -141,3 +141,88 @@ def test_bench_ingest_throughput(mosquitto: MosquittoBroker, tmp_path: Path):
     print()
     for k, v in figures.items():
         print(f"| {k} | {v} |")
+
+
+def test_bench_publish_to_queryable_latency(mosquitto: MosquittoBroker, tmp_path: Path):
+    """100 campers x 1 Hz for 60 s through a real ingest into InfluxDB; latency from publish to queryable."""
+    import statistics
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    from camperhub.broker.provision import add_camper
+
+    n_campers, seconds = 100, 30
+    creds = [add_camper(f"bench-{i}", mosquitto.passwd_file, mosquitto.acl_file) for i in range(n_campers)]
+    mosquitto.reload()
+    ingest_creds = mosquitto.add_service("ingest", "ingest")
+    results: dict[str, list[float]] = {}
+    with InfluxServer(tmp_path / "influx") as server:
+        for wait_s in ("0.1", "0.5"):
+            db = f"lat_{wait_s.replace('.', '')}"
+            env = {**os.environ, "CAMPERHUB_MQTT_URL": mosquitto.url(ingest_creds), "CAMPERHUB_STORE": "influx",
+                   "CAMPERHUB_INFLUX_URL": server.url, "CAMPERHUB_INFLUX_DB": db, "CAMPERHUB_INGEST_BATCH_MAX_WAIT_S": wait_s}
+            # the same client id for both runs: a persistent session of a first ingest that never comes
+            # back keeps receiving its share of the shared subscription (queued for it by the broker)
+            log_path = tmp_path / f"ingest-{db}.log"
+            log = open(log_path, "wb")
+            proc = subprocess.Popen([sys.executable, "-m", "camperhub.cli", "ingest"], env=env, stdout=log, stderr=subprocess.STDOUT)
+            clients = []
+            seen: dict[tuple[str, int], float] = {}
+            stop = threading.Event()
+
+            def poll() -> None:
+                # what is queryable: new points, polled every 20 ms (the figures carry that resolution)
+                last_ns = 0
+                with httpx.Client(auth=(server.admin_user, server.admin_password)) as http:
+                    while not stop.is_set():
+                        r = http.get(f"{server.url_without_credentials}/query", params={
+                            "db": db, "epoch": "ms", "q": f'SELECT "seq","camper" FROM "energy" WHERE time > {last_ns}'})
+                        now = time.time()
+                        for series in r.json()["results"][0].get("series", []):
+                            for t, _seq, camper in series["values"]:
+                                seen.setdefault((camper, t), now)
+                                last_ns = max(last_ns, t * 1_000_000 - 5_000_000_000)
+                        stop.wait(0.02)
+
+            try:
+                deadline = time.monotonic() + 30
+                while b"subscribed" not in log_path.read_bytes():
+                    assert time.monotonic() < deadline, log_path.read_text()
+                    time.sleep(0.1)
+                for c in creds:
+                    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{c.username}-{db}", protocol=mqtt.MQTTv5)
+                    client.username_pw_set(c.username, c.password)
+                    client.connect(mosquitto.host, mosquitto.port)
+                    client.loop_start()
+                    clients.append((c.username, client))
+                poller = threading.Thread(target=poll)
+                poller.start()
+                sent: list[tuple[str, int]] = []
+                t_start = time.monotonic()
+                for tick in range(seconds):
+                    for i, (name, client) in enumerate(clients):
+                        ts = int(time.time() * 1000)
+                        client.publish(f"camperhub/v1/{name}/energy", contract.encode_envelope(name, "energy", [{**_sample(tick + 1), "ts": ts}]), qos=1)
+                        sent.append((name, ts))
+                    time.sleep(max(0.0, t_start + tick + 1 - time.monotonic()))
+                deadline = time.monotonic() + 30
+                while len([k for k in sent if k in seen]) < len(sent) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                stop.set()
+                poller.join(10)
+            finally:
+                stop.set()
+                for _, client in clients:
+                    client.loop_stop()
+                    client.disconnect()
+                proc.terminate()
+                proc.wait(30)
+                log.close()
+            results[wait_s] = sorted((seen[k] * 1000 - k[1]) for k in sent if k in seen)
+            results[wait_s + " lost"] = [len(sent) - len(results[wait_s])]
+    print()
+    for wait_s in ("0.1", "0.5"):
+        lat = results[wait_s]
+        q = statistics.quantiles(lat, n=100)
+        print(f"| 100 campers x 1 Hz, batch_max_wait_s={wait_s} | p50 {q[49]:.0f} ms | p99 {q[98]:.0f} ms | {len(lat)} samples, {results[wait_s + ' lost'][0]} not seen |")
