@@ -12,26 +12,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from camperhub.broker.ingest import Ingest, IngestSettings
 from camperhub.contract import Stream
+from camperhub.netutil import free_port
 from camperhub.settings import StoreSettings
 from camperhub.store.base import StoredSample
 from camperhub.store.sqlite import SqliteStore
 
 log = logging.getLogger("camperhub.demo")
 CAMPER = "varese-1"
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def demo_edge_config(mqtt_port: int, modbus_port: int, folder: Path) -> str:

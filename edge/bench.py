@@ -20,6 +20,7 @@ import time
 from functools import cache
 from pathlib import Path
 
+from camperhub.netutil import free_port
 from camperhub.edge.modbus_reader import Bus, DeviceReader
 from camperhub.edge.registermap import Function, RegisterMap, available_maps, load_register_map
 from camperhub.edge.sim.model import CamperModel, CamperSpec, SimClock
@@ -55,21 +56,13 @@ def minimum_requests(rmap: RegisterMap) -> int:
     return total
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def bench_modbus_requests(cycles: int = 20) -> list[tuple[str, int, float, int]]:
     """(map, registers, measured requests per cycle, minimum) for every shipped map."""
     rows = []
     for name in available_maps():
         rmap = load_register_map(name)
         device = SimulatedDevice(rmap, rmap.link.default_unit)
-        transport = parse_transport(f"tcp://127.0.0.1:{_free_port()}")
+        transport = parse_transport(f"tcp://127.0.0.1:{free_port()}")
         with ModbusSimulator(transport, [device], CamperModel(CamperSpec())) as sim:
             reader = DeviceReader(name, rmap, Bus(transport, 1.0), device.unit, retries=0)
 
@@ -104,7 +97,7 @@ def bench_agent_cpu(duration_s: float) -> dict[str, float]:
     from camperhub.demo import _start_broker
 
     async def main() -> dict[str, float]:
-        mqtt_port, modbus_port = _free_port(), _free_port()
+        mqtt_port, modbus_port = free_port(), free_port()
         broker = await _start_broker(mqtt_port)
         devices = [
             SimulatedDevice(load_register_map("victron-gx-solarcharger"), 226),

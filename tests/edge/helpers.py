@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from camperhub.netutil import free_port  # noqa: F401  (re-exported for the edge tests)
 from camperhub.edge.modbus_reader import Bus, DeviceReader
 from camperhub.edge.registermap import RegisterMap
 from camperhub.edge.sim.model import CamperModel, CamperSpec, SimClock
@@ -22,12 +22,6 @@ JUNE_NOON = datetime(2026, 6, 21, 10, 30, tzinfo=UTC)
 def frozen_model(at: datetime = JUNE_NOON, **spec: Any) -> CamperModel:
     """A model whose clock stands still, so the values a test reads are the values the simulator served."""
     return CamperModel(CamperSpec(**spec), SimClock(at, speed=1.0, monotonic=lambda: 0.0))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_reader(rmap: RegisterMap, transport: Transport, unit: int, *, timeout_s: float = 0.5, retries: int = 0) -> DeviceReader:
