@@ -7,6 +7,13 @@ dies in the middle of a batch, the broker redelivers what was not acked and
 the store's idempotent writes (same camper, stream and ts = same point) keep
 it from being doubled.
 
+After a successful flush, and at most every ``rollup_every_s``, a thread of
+its own folds the energy minutes written since into per-minute rollups
+(Store.rollup), and every ``prune_every_s`` deletes raw energy older than
+``CAMPERHUB_RAW_RETENTION_DAYS`` (Store.prune_raw). Several ingest processes
+may do so at once (both are idempotent); a failure there is logged and tried
+again next time, and never holds up storing and acknowledging telemetry.
+
 A message that breaks the contract is not retried forever: it is stored with
 its reason as a dead letter, counted, and acknowledged, so it never blocks the
 good messages behind it. While the store is down or slow, the batch is held
@@ -22,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -35,7 +43,7 @@ from pydantic_settings import SettingsConfigDict
 from camperhub.contract import TOPIC_ROOT, ContractError, Stream, decode_envelope, parse_topic
 from camperhub.mqtturl import MqttUrl
 from camperhub.settings import MqttClientSettings
-from camperhub.store.base import DeadLetter, Store, StoredSample, StoreRejected, StoreUnavailable
+from camperhub.store.base import DeadLetter, Store, StoredSample, StoreError, StoreRejected, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,8 @@ class IngestSettings(MqttClientSettings):
     max_future_s: float = Field(default=600, ge=0, description="How far past now a sample's ts may be (clock skew)")
     retry_max_s: float = Field(default=30, gt=0)
     protocol: str = Field(default="auto", pattern=r"^(auto|5|3\.1\.1)$")
+    rollup_every_s: float = Field(default=60, gt=0, description="Fold energy minutes into rollups at most this often")
+    prune_every_s: float = Field(default=3600, gt=0, description="Delete raw energy past the store's raw retention this often")
 
 
 def ingest_settings() -> IngestSettings:
@@ -91,9 +101,12 @@ def to_stored(payload: bytes, topic_name: str, now_ms: int, max_future_ms: int) 
 class Ingest:
     """Subscribes, validates, batches, stores and acknowledges, in paho's thread and a flusher thread."""
 
-    def __init__(self, settings: IngestSettings, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, settings: IngestSettings, store: Store, *, clock: Callable[[], float] = time.time, raw_retention: timedelta | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
+        self.raw_retention = raw_retention  # None: raw energy is kept forever
         self.url = MqttUrl.parse(settings.mqtt_url)
         self.clock = clock
         self.counters: Counter[str] = Counter()
@@ -105,6 +118,8 @@ class Ingest:
         self._generation = 0
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
+        self._maintainer: threading.Thread | None = None
+        self._flushed = threading.Event()
         self._client: mqtt.Client | None = None
         self.protocol = mqtt.MQTTv311 if settings.protocol == "3.1.1" else mqtt.MQTTv5
 
@@ -141,6 +156,8 @@ class Ingest:
         self._stop.clear()
         self._flusher = threading.Thread(target=self._flush_loop, name="ingest-flusher", daemon=True)
         self._flusher.start()
+        self._maintainer = threading.Thread(target=self._maintain_loop, name="ingest-rollup", daemon=True)
+        self._maintainer.start()
         client.loop_start()
 
     def stop(self) -> None:
@@ -150,6 +167,7 @@ class Ingest:
             self._cond.notify_all()
         if self._flusher is not None:
             self._flusher.join(30)
+        self._join_maintainer()
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
@@ -189,6 +207,7 @@ class Ingest:
                 old.loop_stop()
             if self._flusher is not None:
                 self._flusher.join(10)
+            self._join_maintainer()
             self.protocol = mqtt.MQTTv311
             self.start()
 
@@ -289,7 +308,43 @@ class Ingest:
             self._ack(batch)
             self.counters["stored_samples"] += len(batch.samples)
             self.counters["batches"] += 1
+            self._flushed.set()
             batch = None
+
+    # -- rollups and raw retention ------------------------------------------------
+    def _maintain_loop(self) -> None:
+        """Rollup and prune after flushes, in their own thread: folding a long backlog (or a
+        whole history after an upgrade) must not hold up storing and acknowledging."""
+        next_rollup = next_prune = 0.0
+        while not self._stop.is_set():
+            if not self._flushed.wait(1.0) or self._stop.is_set():
+                continue
+            self._flushed.clear()
+            now = time.monotonic()
+            if now >= next_rollup:
+                next_rollup = now + self.settings.rollup_every_s
+                self._job("rollup", self.store.rollup, "rollup_minutes")
+            retention = self.raw_retention
+            if retention and now >= next_prune:
+                next_prune = now + self.settings.prune_every_s
+                self._job("prune", lambda: self.store.prune_raw(datetime.fromtimestamp(self.clock(), UTC) - retention), "pruned_samples")
+
+    def _job(self, name: str, run: Callable[[], int], counter: str) -> None:
+        """Run a store job; a failure is logged and counted, and the job runs again next time."""
+        try:
+            self.counters[counter] += run()
+        except StoreError as exc:
+            self.counters[f"{name}_errors"] += 1
+            log.warning("store %s failed (%s); trying again later", name, exc)
+        except Exception:  # a bug must not stop the ingest either: logged with its traceback
+            self.counters[f"{name}_errors"] += 1
+            log.exception("store %s failed; trying again later", name)
+
+    def _join_maintainer(self) -> None:
+        self._flushed.set()  # wake it up to see the stop
+        if self._maintainer is not None:
+            self._maintainer.join(60)
+            self._maintainer = None
 
     def _ack(self, batch: _Pending) -> None:
         client = self._client
@@ -312,7 +367,8 @@ def run_ingest() -> int:
 
     settings, store_settings = ingest_settings(), StoreSettings()
     store = open_store(store_settings)
-    ingest = Ingest(settings, store)
+    days = store_settings.raw_retention_days
+    ingest = Ingest(settings, store, raw_retention=timedelta(days=days) if days > 0 else None)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

@@ -26,6 +26,16 @@ class StoreSettings(BaseSettings):
     influx_db: str = Field(default="camperhub", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     influx_token: SecretStr | None = None
     influx_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    raw_retention_days: float = Field(default=90, ge=0, description="Raw energy samples kept this long (rollups forever); 0 = forever")
+    rollup_journal: Path | None = Field(
+        default=Path("var/influx-rollup-journal.sqlite"),
+        description="InfluxDB only: the local file of energy minutes still to fold, shared by the ingest and the API; empty = in memory",
+    )
+
+    @field_validator("rollup_journal", mode="before")
+    @classmethod
+    def _empty_is_memory(cls, v: object) -> object:
+        return None if v == "" else v
 
     @field_validator("influx_url")
     @classmethod

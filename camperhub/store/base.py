@@ -16,6 +16,36 @@ Rules every backend keeps:
 * failures are sorted at this boundary: :class:`StoreUnavailable` is transient
   (retry later, nothing is lost), :class:`StoreRejected` means the data or the
   configuration is wrong (do not retry the same thing).
+
+Retention and rollups (why: a year's daily summary must read in under a second,
+ARCHITECTURE.md §11; the arithmetic is in :mod:`camperhub.store.rollup`):
+
+* every write of energy samples marks their (camper, minute) *dirty*, durably
+  and together with the data (SQLite: table ``dirty_minute`` in the same
+  transaction; InfluxDB: a local journal written before and after the /write,
+  one file shared by the ingest processes and the API, CAMPERHUB_ROLLUP_JOURNAL);
+* :meth:`Store.rollup` folds dirty minutes into per-minute components
+  (``<field>__sum/count/min/max/first/last``; text: count/first/last; bool:
+  count/min/max/first/last), each minute recomputed whole from raw, so a
+  re-fold is idempotent and late data (a backlog replayed days later) re-folds
+  its old minutes. SQLite keeps them in table ``energy_1m``; InfluxDB in
+  measurement ``energy_1m`` of a separate database ``<database>_1m``, so that
+  an operator can give the raw database a retention (1.x retention policy,
+  2.x/3.x bucket retention) while the rollups stay forever;
+* :meth:`Store.series` over energy with ``every`` a whole number of minutes
+  takes each bucket that ends by the *folded horizon* (start of the camper's
+  oldest dirty minute, else now) from the rollups, the others from raw: the
+  answer is the same whether or not the job ran (floats to rounding). A
+  bucket only partly inside a window that starts or ends inside a minute is
+  read from raw: beyond the raw retention, align such windows to the minute;
+* :meth:`Store.prune_raw` deletes old raw energy, never from a dirty minute
+  on. Raw (``every=None``) reads and :meth:`Store.latest` only see raw data:
+  beyond the raw retention only aggregated reads answer. Minutes whose raw was
+  pruned are never re-folded: a sample arriving for one of them (older than
+  the raw retention) is not counted, and the rollup built from the whole
+  minute is kept (InfluxDB's retention policies drop such a write too);
+* the ingest runs rollup() about every minute and prune_raw() every hour
+  (broker/ingest.py); both are safe to run from several processes at once.
 """
 
 from __future__ import annotations
@@ -106,6 +136,28 @@ class Store(Protocol):
 
     def campers(self) -> list[str]:
         """Campers that have stored anything."""
+        ...
+
+    def rollup(self, now: datetime | None = None) -> int:
+        """Fold the energy stream's dirty minutes into per-minute rollups; the number of
+        rollup minutes written.
+
+        Every (camper, minute) written since it was last folded, late data included, is
+        recomputed whole from raw. Only minutes that ended at least
+        :data:`camperhub.store.rollup.SETTLE` (5 s) before ``now`` (default: the clock)
+        are folded: samples of a minute that just ended may still be on their way;
+        newer dirty minutes stay dirty. Idempotent, and correct when run by several
+        processes at once. StoreUnavailable: try again later, nothing is lost.
+        """
+        ...
+
+    def prune_raw(self, older_than: datetime) -> int:
+        """Delete raw energy samples of the minutes before ``older_than`` (floored to the
+        minute), never from a camper's oldest dirty (not yet folded) minute on; the
+        number of samples deleted. The rollups stay. An InfluxDB server that does not
+        support DELETE (2.x/3.x v1 compatibility) leaves raw retention to its own
+        retention policy or bucket retention: 0, logged once.
+        """
         ...
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:

@@ -11,6 +11,12 @@ Mapping: measurement = stream, tag ``camper``, fields = the sample's fields
 (``seq`` included), time = ``ts`` in ms. A point is identified by
 measurement + tags + time, so a replayed sample overwrites itself.
 
+Rollups and raw retention (camperhub/store/influx_rollup.py): per-minute
+energy rollups go to measurement ``energy_1m`` of the database
+``<database>_1m``, so the raw database may get a retention policy (1.x) or
+bucket retention (2.x/3.x) while the rollups stay forever; the minutes still
+to fold are kept in a local journal file (influx_journal.py).
+
 Field types are fixed by the contract models, not by the Python value: InfluxDB
 refuses a field whose type changes (``battery_soc_pct`` written as integer 70
 after float 70.5 is a "field type conflict"), and refuses it as a *partial*
@@ -28,16 +34,16 @@ import secrets
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import httpx
 import pandas as pd
 
-from camperhub.contract import MIN_TS_MS, SAMPLE_MODELS, Stream, is_valid_camper_id
+from camperhub.contract import MIN_TS_MS, Stream, is_valid_camper_id
 from camperhub.settings import StoreSettings
-from camperhub.store import base
+from camperhub.store import base, rollup
 from camperhub.store.base import (
     AGGREGATES,
     Aggregate,
@@ -48,6 +54,9 @@ from camperhub.store.base import (
     bounded_window,
     empty_frame,
 )
+from camperhub.store.influx_rollup import KIND_NAMES, InfluxRollups
+from camperhub.store.influxql import FIELD_KINDS, quote_ident, quote_literal
+from camperhub.store.influxql import ns as _ns
 from camperhub.store.lineprotocol import ESCAPE_STRING, encode_line
 
 log = logging.getLogger(__name__)
@@ -56,39 +65,6 @@ log = logging.getLogger(__name__)
 MAX_ROWS = base.MAX_ROWS
 DEAD_LETTER_MEASUREMENT = "dead_letter"
 _CREDENTIALS_HINT = "check CAMPERHUB_INFLUX_URL / CAMPERHUB_INFLUX_TOKEN"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _field_kind(annotation: Any) -> type | None:
-    """float, int, bool or str: how a contract field is stored (float wins over int)."""
-    if get_origin(annotation) is Literal:
-        return type(get_args(annotation)[0])
-    members = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
-    kinds = {_field_kind(m) if get_origin(m) is Literal else m for m in members if m is not type(None)}
-    kinds = {str if isinstance(k, type) and issubclass(k, str) else k for k in kinds}
-    return next((k for k in (float, bool, int, str) if k in kinds), None)
-
-
-#: Stored type of every contract field, per stream (``ts`` is the point's time, not a field).
-FIELD_KINDS: dict[Stream, dict[str, type]] = {
-    stream: {n: k for n, i in model.model_fields.items() if n != "ts" and (k := _field_kind(i.annotation))}
-    for stream, model in SAMPLE_MODELS.items()
-}
-
-
-def quote_ident(name: str) -> str:
-    """An InfluxQL identifier in double quotes, escaped."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def quote_literal(text: str) -> str:
-    """An InfluxQL string literal in single quotes, escaped."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
-
-
-def _ns(t: datetime) -> int:
-    """Epoch nanoseconds of an aware datetime, exact (InfluxQL takes bare integers as ns)."""
-    return (t - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def _column(values: list[Any]) -> Any:
@@ -179,6 +155,7 @@ class InfluxStore:
         token: str | None = None,
         timeout_s: float = 10.0,
         create_database: bool = True,
+        journal_path: Path | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -199,17 +176,18 @@ class InfluxStore:
             headers={} if token is None else {"Authorization": f"Token {token}"},
             timeout=httpx.Timeout(timeout_s),
         )
-        self._database_checked = False
+        self._databases_checked: set[str] = set()
         self._field_types: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
         self._dead_letter_ns = secrets.randbelow(1_000_000)  # sub-ms offsets keep same-ms letters apart
+        self._rollups = InfluxRollups(self, journal_path)
 
     @classmethod
     def from_settings(cls, s: StoreSettings) -> InfluxStore:
         if not s.influx_url:
             raise ValueError("CAMPERHUB_INFLUX_URL is not set")
         token = s.influx_token.get_secret_value() if s.influx_token is not None else None
-        return cls(s.influx_url, database=s.influx_db, token=token, timeout_s=s.influx_timeout_s)
+        return cls(s.influx_url, database=s.influx_db, token=token, timeout_s=s.influx_timeout_s, journal_path=s.rollup_journal)
 
     def __repr__(self) -> str:
         return f"InfluxStore({self.url_without_credentials!r}, database={self.database!r})"
@@ -230,8 +208,14 @@ class InfluxStore:
 
     def write(self, samples: Sequence[StoredSample]) -> None:
         """All or none: every sample is checked before anything is sent (InfluxDB itself
-        would store the good points of a batch and drop the rest)."""
-        self._write_lines([_encode_sample(s) for s in samples], "ms")
+        would store the good points of a batch and drop the rest). Energy minutes are
+        marked dirty in the rollup journal before the /write and again after it
+        (influx_journal.py says why both)."""
+        lines = [_encode_sample(s) for s in samples]
+        minutes = self._rollups.minutes_of(samples)
+        self._rollups.journal.mark(minutes)
+        self._write_lines(lines, "ms")
+        self._rollups.journal.mark(minutes)
 
     def latest(self, camper: str, stream: Stream) -> StoredSample | None:
         stream = Stream(stream)
@@ -266,6 +250,34 @@ class InfluxStore:
             raise StoreRejected(f"{', '.join(unknown)}: not a field of {stream.value} in the contract")
         if not wanted:
             return empty_frame(fields)
+        if every is None:
+            rows = self._raw_rows(camper, stream, wanted, start, end, None, aggregate)
+        else:
+            for f in wanted:
+                kind = KIND_NAMES[FIELD_KINDS[stream][f]]
+                if not rollup.defined(kind, aggregate):  # what InfluxDB refuses on raw, refused on rollups too
+                    raise StoreRejected(f"InfluxDB cannot compute {aggregate} of {kind} field {f!r}: mean/min/max/sum need numeric fields")
+            segments = [rollup.Segment(start, end, False)]
+            if rollup.served(stream, every):
+                segments = rollup.split_window(start, end, every, self._rollups.horizon(camper, datetime.now(UTC)))
+            rows = []
+            for seg in segments:
+                if seg.from_rollups:
+                    rows += self._rollups.buckets(camper, wanted, seg.start, seg.end, every, aggregate)
+                else:
+                    rows += self._raw_rows(camper, stream, wanted, seg.start, seg.end, every, aggregate)
+        if not rows:
+            return empty_frame(fields)
+        index = pd.DatetimeIndex(pd.to_datetime([r[0] for r in rows], unit="ms", utc=True), name="time")
+        data = {f: _column([r[i] for r in rows]) for i, f in enumerate(wanted, start=1)}
+        frame = pd.DataFrame(data, index=index)[list(fields)]
+        # pandas would infer a str dtype for text; text and bool stay object (base.py)
+        return frame.astype({f: object for f, col in data.items() if col.dtype == object})
+
+    def _raw_rows(
+        self, camper: str, stream: Stream, wanted: list[str], start: datetime, end: datetime, every: timedelta | None, aggregate: str
+    ) -> list[list[Any]]:
+        """[time ms, one value per field] of raw samples (every=None) or per interval."""
         where = f"\"camper\" = {quote_literal(camper)} AND time >= {_ns(start)} AND time < {_ns(end)}"
         source = quote_ident(stream.value)
         max_rows = min(MAX_ROWS, base.MAX_ROWS)
@@ -285,19 +297,22 @@ class InfluxStore:
         rows = series[0].get("values", []) if series else []
         if every is None and len(rows) > max_rows:
             raise StoreRejected(f"more than {max_rows} raw rows in the window: ask for an aggregate interval (every=...)")
-        if not rows:
-            return empty_frame(fields)
-        position = {c: i for i, c in enumerate(series[0]["columns"])}
-        index = pd.DatetimeIndex(pd.to_datetime([r[0] for r in rows], unit="ms", utc=True), name="time")
-        data = {f: _column([r[position[f]] if f in position else None for r in rows]) for f in wanted}
-        frame = pd.DataFrame(data, index=index)[list(fields)]
-        # pandas would infer a str dtype for text; text and bool stay object (base.py)
-        return frame.astype({f: object for f, col in data.items() if col.dtype == object})
+        position = {c: i for i, c in enumerate(series[0]["columns"])} if rows else {}
+        return [[r[0], *(r[position[f]] if f in position else None for f in wanted)] for r in rows]
 
     def campers(self) -> list[str]:
+        """Campers of every stream and of the rollups (a camper whose raw was pruned keeps its history)."""
         streams = ", ".join(quote_ident(s.value) for s in Stream)
         series = self._select(f'SHOW TAG VALUES FROM {streams} WITH KEY = "camper"')
-        return sorted({row[1] for s in series for row in s.get("values", [])})
+        return sorted({row[1] for s in series for row in s.get("values", [])} | set(self._rollups.campers()))
+
+    def rollup(self, now: datetime | None = None) -> int:
+        """See Store.rollup and camperhub/store/influx_rollup.py."""
+        return self._rollups.rollup(now)
+
+    def prune_raw(self, older_than: datetime) -> int:
+        """See Store.prune_raw and camperhub/store/influx_rollup.py."""
+        return self._rollups.prune_raw(older_than)
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Payloads as base64 (InfluxDB strings must be valid text); time = received_ms plus a
@@ -338,6 +353,7 @@ class InfluxStore:
 
     def close(self) -> None:
         self._client.close()
+        self._rollups.close()
 
     # -- internals ---------------------------------------------------------
 
@@ -357,41 +373,44 @@ class InfluxStore:
             out[name] = float(value) if kind is float and isinstance(value, (int, float)) else value
         return out
 
-    def _ensure_database(self) -> None:
-        """On first use, CREATE DATABASE (idempotent in 1.x); a refusal is only logged:
-        a user without admin privilege may still write to an existing database."""
-        if self._database_checked or not self.create_database:
+    def _ensure_database(self, db: str | None = None) -> None:
+        """On first use of a database (the main one or the rollups'), CREATE DATABASE
+        (idempotent in 1.x); a refusal is only logged: a user without admin privilege may
+        still write to an existing database."""
+        db = db or self.database
+        if db in self._databases_checked or not self.create_database:
             return
-        ok, reason = self._create_database()
+        ok, reason = self._create_database(db)
         if not ok:
-            log.warning("could not create InfluxDB database %r (%s); using it as it is", self.database, reason)
-        self._database_checked = True
+            log.warning("could not create InfluxDB database %r (%s); using it as it is", db, reason)
+        self._databases_checked.add(db)
 
-    def _create_database(self) -> tuple[bool, str]:
+    def _create_database(self, db: str) -> tuple[bool, str]:
         try:
-            self._query(f"CREATE DATABASE {quote_ident(self.database)}", method="POST")
+            self._query(f"CREATE DATABASE {quote_ident(db)}", method="POST", db=db)
         except StoreRejected as exc:
             return False, str(exc)
         return True, ""
 
-    def _write_lines(self, lines: list[str], precision: str) -> None:
+    def _write_lines(self, lines: list[str], precision: str, db: str | None = None) -> None:
         if not lines:
             return
-        self._ensure_database()
+        db = db or self.database
+        self._ensure_database(db)
         body = "\n".join(lines).encode("utf-8")
-        params = {"db": self.database, "precision": precision}
+        params = {"db": db, "precision": precision}
         for attempt in (1, 2):
             status, text = self._send("POST", "/write", params=params, content=body)
             if status in (200, 204):
                 return
             if status == 404 and "database not found" in text and attempt == 1:
                 if not self.create_database:
-                    raise StoreRejected(f"InfluxDB database {self.database!r} does not exist (create_database is off)")
-                ok, reason = self._create_database()
+                    raise StoreRejected(f"InfluxDB database {db!r} does not exist (create_database is off)")
+                ok, reason = self._create_database(db)
                 if not ok:
                     raise StoreRejected(
-                        f"InfluxDB database {self.database!r} does not exist and this user may not create it "
-                        f"({reason}); ask an admin to run CREATE DATABASE {quote_ident(self.database)}"
+                        f"InfluxDB database {db!r} does not exist and this user may not create it "
+                        f"({reason}); ask an admin to run CREATE DATABASE {quote_ident(db)}"
                     )
                 continue
             raise StoreRejected(f"InfluxDB refused the write ({status}): {text}")
@@ -401,9 +420,9 @@ class InfluxStore:
         self._ensure_database()
         return self._query(q, epoch=epoch)[0].get("series", [])
 
-    def _query(self, q: str, *, method: str = "GET", epoch: str = "ms") -> list[dict[str, Any]]:
+    def _query(self, q: str, *, method: str = "GET", epoch: str = "ms", db: str | None = None) -> list[dict[str, Any]]:
         """Run InfluxQL; errors in the status, the body or any statement become StoreRejected."""
-        params = {"db": self.database, "epoch": epoch}
+        params = {"db": db or self.database, "epoch": epoch}
         if method == "GET":
             status, data = self._send("GET", "/query", params={**params, "q": q}, parse=True)
         else:

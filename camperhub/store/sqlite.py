@@ -12,14 +12,23 @@ Same-ts rewrites merge: a sample is one reading, so writing the same
 others. This is exactly what InfluxDB does with a point of the same series
 and time, so both backends agree.
 
+Rollups (camperhub/store/rollup.py, SQL in sqlite_rollup.py): energy
+writes mark their minutes in ``dirty_minute`` in the same transaction;
+:meth:`SqliteStore.rollup` folds them into ``energy_1m``, and aggregated energy
+reads of whole minutes take the folded buckets from there, the rest from raw.
+:meth:`SqliteStore.prune_raw` deletes old raw rows; the rollups stay.
+
 Schema changes are additive: when the contract gains a field, the column is
 added (ALTER TABLE ... ADD COLUMN) when the store is opened; columns are never
 dropped (old data stays readable). ``PRAGMA user_version`` records the layout
-version so that a file written by newer software is refused, not damaged.
+version so that a file written by newer software is refused, not damaged
+(version 2 added the rollup tables; opening a version-1 file marks every
+minute it holds dirty, so its history is folded by the next rollup()).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 import threading
@@ -36,7 +45,7 @@ import pandas as pd
 
 from camperhub.contract import MIN_TS_MS, SAMPLE_MODELS, Stream, is_valid_camper_id
 from camperhub.settings import StoreSettings
-from camperhub.store import base
+from camperhub.store import base, rollup, sqlite_rollup
 from camperhub.store.base import (
     AGGREGATES,
     Aggregate,
@@ -48,8 +57,10 @@ from camperhub.store.base import (
     empty_frame,
 )
 
+log = logging.getLogger(__name__)
+
 #: Layout version in ``PRAGMA user_version``; bump it (with a migration) for a non-additive change.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Above this many candidate intervals, aggregate with one GROUP BY scan instead of one seek per interval.
 PER_BUCKET_MAX = 50_000
 _SQL_TYPE = {"real": "REAL", "int": "INTEGER", "bool": "INTEGER", "text": "TEXT"}
@@ -175,6 +186,7 @@ class SqliteStore:
                 columns[stream] = {
                     n: wanted.get(n) or legacy.get(decl, "text") for n, decl in have.items() if n not in ("camper", "ts_ms")
                 }
+            sqlite_rollup.migrate(self._conn, columns[Stream.ENERGY], version)
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS dead_letter (id INTEGER PRIMARY KEY AUTOINCREMENT, received_ms INTEGER NOT NULL, "
                 "camper TEXT, topic TEXT NOT NULL, reason TEXT NOT NULL, payload BLOB NOT NULL)"
@@ -219,12 +231,15 @@ class SqliteStore:
                 raise StoreUnavailable(f"SQLite store {self.path} does not answer: {exc}") from exc
 
     def write(self, samples: Sequence[StoredSample]) -> None:
-        """All samples of the call in one transaction. Everything is checked before the
-        transaction starts, so a bad sample refuses the whole call and stores nothing."""
+        """All samples of the call in one transaction, with the dirty marks of their energy
+        minutes (rollups). Everything is checked before the transaction starts, so a bad
+        sample refuses the whole call and stores nothing."""
         rows = [self._row(s) for s in samples]
         if not rows:
             return
+        minutes = {(camper, rollup.minute_of(ts)) for stream, _, camper, ts in rows if stream is Stream.ENERGY}
         with self._transaction(f"writing {len(rows)} samples"):
+            sqlite_rollup.mark(self._conn, minutes)
             i = 0
             while i < len(rows):  # consecutive samples with the same columns share one statement, order kept
                 stream, names = rows[i][0], tuple(rows[i][1])
@@ -305,7 +320,8 @@ class SqliteStore:
         any aggregate of a field without values (count included) is NaN, so "never
         reported" reads the same whatever the aggregate. Raw rows are those where at least
         one asked field has a value (as InfluxDB). An unknown field is StoreRejected, not
-        a silent column of NaN (a typo must not look like "never reported")."""
+        a silent column of NaN (a typo must not look like "never reported"). Energy buckets
+        of whole minutes before the folded horizon come from the rollups (same answers)."""
         stream = Stream(stream)
         start, end = bounded_window(start, end)
         if aggregate not in AGGREGATES:
@@ -321,12 +337,11 @@ class SqliteStore:
                 raise StoreRejected(f"{aggregate} of {kinds[f]} field {f!r} is undefined: use first, last or count")
         if not wanted:
             return empty_frame(fields)
-        p = {"c": camper, "s": _ms_ceil(start), "e": _ms_ceil(end)}
         with self._transaction(f"reading {stream.value} series", immediate=False):
             if every is None:
-                rows = self._raw(stream, wanted, p)
+                rows = self._raw(stream, wanted, {"c": camper, "s": _ms_ceil(start), "e": _ms_ceil(end)})
             else:
-                rows = self._aggregated(stream, wanted, p, every // timedelta(milliseconds=1), aggregate)
+                rows = self._buckets(camper, stream, wanted, start, end, every, aggregate)
         if not rows:
             return empty_frame(fields)
         times = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -356,8 +371,34 @@ class SqliteStore:
             raise StoreRejected(f"more than {max_rows} raw rows in the window: pass an aggregation interval (every=...)")
         return rows
 
-    def _aggregated(self, stream: Stream, wanted: list[str], p: dict[str, Any], every_ms: int, aggregate: str) -> list[tuple[Any, ...]]:
-        """(interval start, one value per field) per epoch-aligned interval, in time order.
+    def _buckets(
+        self, camper: str, stream: Stream, wanted: list[str], start: datetime, end: datetime, every: timedelta, aggregate: str
+    ) -> list[tuple[Any, ...]]:
+        """Aggregated rows of the window, each bucket from the rollups or from raw (rollup.split_window)."""
+        segments = [rollup.Segment(start, end, False)]
+        if rollup.served(stream, every):
+            horizon = sqlite_rollup.oldest_dirty(self._conn, camper)
+            now_minute = rollup.floor_minute_ms(datetime.now(UTC))
+            segments = rollup.split_window(start, end, every, now_minute if horizon is None else horizon)
+        rows: list[tuple[Any, ...]] = []
+        every_ms = every // timedelta(milliseconds=1)
+        for seg in segments:
+            p = {"c": camper, "s": _ms_ceil(seg.start), "e": _ms_ceil(seg.end)}
+            if seg.from_rollups:
+                exprs, picks = sqlite_rollup.read_sql(wanted, aggregate)
+                rows += self._aggregated(rollup.ROLLUP_NAME, "minute_ms", exprs, picks, p, every_ms, aggregate)
+            else:
+                pick = aggregate in ("first", "last")
+                exprs = ["" if pick else _agg(aggregate, _q(f)) for f in wanted]
+                rows += self._aggregated(stream.value, "ts_ms", exprs, [_q(f) for f in wanted], p, every_ms, aggregate)
+        return rows
+
+    def _aggregated(
+        self, table: str, tc: str, exprs: list[str], picks: list[str], p: dict[str, Any], every_ms: int, aggregate: str
+    ) -> list[tuple[Any, ...]]:
+        """(interval start, one value per field) per epoch-aligned interval, in time order, of
+        ``table`` keyed by (camper, ``tc``): ``exprs`` are the fields' aggregates, ``picks``
+        the columns whose earliest/latest non-NULL value is first/last.
 
         Two plans, same answers (a test holds them equal): with few candidate
         intervals, one primary-key range query per interval (a year of 5-s rows
@@ -367,10 +408,10 @@ class SqliteStore:
         InfluxDB's FIRST/LAST, so a field missing from the newest row does not
         turn the interval's last into NULL.
         """
-        t = _q(stream.value)
+        t = _q(table)
         lo, hi = self._conn.execute(
-            f"SELECT (SELECT MIN(ts_ms) FROM {t} WHERE camper = :c AND ts_ms >= :s AND ts_ms < :e), "
-            f"(SELECT MAX(ts_ms) FROM {t} WHERE camper = :c AND ts_ms >= :s AND ts_ms < :e)",
+            f"SELECT (SELECT MIN({tc}) FROM {t} WHERE camper = :c AND {tc} >= :s AND {tc} < :e), "
+            f"(SELECT MAX({tc}) FROM {t} WHERE camper = :c AND {tc} >= :s AND {tc} < :e)",
             p,
         ).fetchone()
         if lo is None:
@@ -381,48 +422,84 @@ class SqliteStore:
             if pick:
                 order = "DESC" if aggregate == "last" else "ASC"
                 sql = "SELECT " + ", ".join(
-                    f"(SELECT {_q(f)} FROM {t} WHERE camper = :c AND ts_ms >= :lo AND ts_ms < :hi AND {_q(f)} IS NOT NULL "
-                    f"ORDER BY ts_ms {order} LIMIT 1)"
-                    for f in wanted
+                    f"(SELECT {c} FROM {t} WHERE camper = :c AND {tc} >= :lo AND {tc} < :hi AND {c} IS NOT NULL "
+                    f"ORDER BY {tc} {order} LIMIT 1)"
+                    for c in picks
                 )
             else:
-                sql = f"SELECT {', '.join(_agg(aggregate, _q(f)) for f in wanted)} FROM {t} WHERE camper = :c AND ts_ms >= :lo AND ts_ms < :hi"
+                sql = f"SELECT {', '.join(exprs)} FROM {t} WHERE camper = :c AND {tc} >= :lo AND {tc} < :hi"
             run = self._conn.execute
             return [
                 (b, *run(sql, {"c": p["c"], "lo": max(b, p["s"]), "hi": min(b + every_ms, p["e"])}).fetchone())
                 for b in range(first, last + 1, every_ms)
             ]
         inner, outer = [], []
-        for i, f in enumerate(wanted):
-            c = _q(f)
+        for i, (expr, c) in enumerate(zip(exprs, picks)):
             if pick:  # the interval's earliest/latest timestamp with a value, then that row by primary key
-                inner.append(f"{'MIN' if aggregate == 'first' else 'MAX'}(CASE WHEN {c} IS NOT NULL THEN ts_ms END) AS a{i}")
-                outer.append(f"(SELECT {c} FROM {t} WHERE camper = :c AND ts_ms = g.a{i})")
+                inner.append(f"{'MIN' if aggregate == 'first' else 'MAX'}(CASE WHEN {c} IS NOT NULL THEN {tc} END) AS a{i}")
+                outer.append(f"(SELECT {c} FROM {t} WHERE camper = :c AND {tc} = g.a{i})")
             else:
-                inner.append(f"{_agg(aggregate, c)} AS a{i}")
+                inner.append(f"{expr} AS a{i}")
                 outer.append(f"g.a{i}")
         sql = (
-            f"SELECT g.lo, {', '.join(outer)} FROM (SELECT ts_ms - ts_ms % :ev AS lo, {', '.join(inner)} FROM {t} "
-            "WHERE camper = :c AND ts_ms >= :s AND ts_ms < :e GROUP BY lo) AS g ORDER BY g.lo"
+            f"SELECT g.lo, {', '.join(outer)} FROM (SELECT {tc} - {tc} % :ev AS lo, {', '.join(inner)} FROM {t} "
+            f"WHERE camper = :c AND {tc} >= :s AND {tc} < :e GROUP BY lo) AS g ORDER BY g.lo"
         )
         return self._conn.execute(sql, {**p, "ev": every_ms}).fetchall()
 
     def campers(self) -> list[str]:
-        """Distinct campers of every stream: a skip-scan over the primary key (one seek per
-        camper), not a scan of every row."""
+        """Distinct campers of every stream and of the rollups (a camper whose raw was pruned
+        still has its history)."""
         found: set[str] = set()
         with self._transaction("listing campers", immediate=False):
-            for stream in Stream:
-                t = _q(stream.value)
-                found.update(
-                    r[0]
-                    for r in self._conn.execute(
-                        f"WITH RECURSIVE c(x) AS (SELECT MIN(camper) FROM {t} "
-                        f"UNION ALL SELECT (SELECT MIN(camper) FROM {t} WHERE camper > c.x) FROM c WHERE c.x IS NOT NULL) "
-                        "SELECT x FROM c WHERE x IS NOT NULL"
-                    )
-                )
+            for table in [*(s.value for s in Stream), rollup.ROLLUP_NAME]:
+                found.update(self._campers_of(table))
         return sorted(found)
+
+    def _campers_of(self, table: str) -> list[str]:
+        """A skip-scan over the primary key (one seek per camper), not a scan of every row."""
+        t = _q(table)
+        return [
+            r[0]
+            for r in self._conn.execute(
+                f"WITH RECURSIVE c(x) AS (SELECT MIN(camper) FROM {t} "
+                f"UNION ALL SELECT (SELECT MIN(camper) FROM {t} WHERE camper > c.x) FROM c WHERE c.x IS NOT NULL) "
+                "SELECT x FROM c WHERE x IS NOT NULL"
+            )
+        ]
+
+    def rollup(self, now: datetime | None = None) -> int:
+        """See :meth:`Store.rollup`: chunks of FOLD_CHUNK minutes, one transaction each, so
+        writers wait at most one chunk."""
+        ready = rollup.ready_ms(now)
+        kinds = self._columns[Stream.ENERGY]
+        with self._transaction("dropping dirty marks of pruned minutes"):
+            skipped = sqlite_rollup.forget_pruned(self._conn)
+        if skipped:
+            log.warning("%d minutes got energy samples older than the raw retention: not folded, their rollups kept", skipped)
+        written = 0
+        while True:
+            with self._transaction("folding energy minutes"):
+                taken, n = sqlite_rollup.fold_chunk(self._conn, kinds, ready)
+            written += n
+            if taken < sqlite_rollup.FOLD_CHUNK:
+                return written
+
+    def prune_raw(self, older_than: datetime) -> int:
+        """See :meth:`Store.prune_raw`: per camper, a day of raw per transaction."""
+        if older_than.tzinfo is None:
+            raise ValueError("older_than must be timezone-aware")
+        cutoff = rollup.floor_minute_ms(older_than)
+        with self._transaction("listing campers", immediate=False):
+            campers = self._campers_of(Stream.ENERGY.value)
+        deleted = 0
+        for camper in campers:
+            done = False
+            while not done:
+                with self._transaction(f"pruning raw energy of {camper}"):
+                    n, done = sqlite_rollup.prune_step(self._conn, camper, cutoff)
+                deleted += n
+        return deleted
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         rows = []

@@ -17,7 +17,7 @@ import pytest
 from camperhub import contract
 from camperhub.broker.ingest import Ingest, IngestSettings
 from camperhub.contract import Stream
-from camperhub.store.base import Store
+from camperhub.store.base import Store, StoreUnavailable
 from camperhub.store.sqlite import SqliteStore
 from tests.fixtures.mosquitto import MosquittoBroker, MqttTestClient
 
@@ -226,3 +226,45 @@ def test_end_to_end_from_simulator_to_influxdb(mosquitto: MosquittoBroker, tmp_p
                 continue
             assert row[key] == (pytest.approx(value) if isinstance(value, float) else value), key
     assert store.campers() == ["varese-1"]
+
+
+class _FlakyRollups(SqliteStore):
+    """A SQLite store whose first rollup fails as if the disk were busy."""
+
+    failures = 1
+
+    def rollup(self, now: datetime | None = None) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("database is locked")
+        return super().rollup(now)
+
+
+def test_the_ingest_folds_rollups_and_prunes_old_raw(mosquitto: MosquittoBroker, tmp_path: Path):
+    """After flushes the ingest folds the energy minutes and deletes raw past the retention;
+    a failing rollup is tried again later and holds up nothing."""
+    camper = mosquitto.add_camper("varese-1")
+    store = _FlakyRollups(tmp_path / "store.sqlite")
+    creds = mosquitto.add_service("ingest", "ingest")
+    settings = IngestSettings(mqtt_url=mosquitto.url(creds), batch_max_wait_s=0.1, rollup_every_s=0.1, prune_every_s=0.1)
+    ingest = Ingest(settings, store, raw_retention=timedelta(minutes=5))
+    start = NOW_MS - NOW_MS % 60_000 - 10 * 60_000  # ten whole minutes, ended before now
+    samples = [{"seq": i + 1, "ts": start + i * 10_000, "pv_power_w": float(i)} for i in range(60)]
+    _start(ingest)
+    try:
+        with MqttTestClient(mosquitto, camper) as pub:
+            pub.connect()
+            pub.publish("camperhub/v1/varese-1/energy", contract.encode_envelope("varese-1", "energy", samples[:30]))
+            _wait(lambda: ingest.counters["rollup_errors"] == 1 and ingest.counters["acked_messages"] == 1, 20, "a failed rollup, the batch stored anyway")
+            pub.publish("camperhub/v1/varese-1/energy", contract.encode_envelope("varese-1", "energy", samples[30:]))
+            _wait(lambda: ingest.counters["rollup_minutes"] >= 10 and ingest.counters["pruned_samples"] > 0, 20, "rollups and a prune")
+            pub.publish("camperhub/v1/varese-1/energy", _energy("varese-1", 61, start + 7 * 60_000 + 5_000, pv_power_w=100.0))  # late, into minute 7
+            _wait(lambda: ingest.counters["rollup_minutes"] >= 11, 20, "the late minute folded again")
+    finally:
+        ingest.stop()
+    window = (datetime.fromtimestamp(start / 1000, UTC), datetime.fromtimestamp((start + 10 * 60_000) / 1000, UTC))
+    assert store.series("varese-1", Stream.ENERGY, ["seq"], *window).index[0] >= window[1] - timedelta(minutes=6)  # old raw gone
+    counted = store.series("varese-1", Stream.ENERGY, ["pv_power_w"], *window, every=timedelta(minutes=1), aggregate="count")
+    assert counted["pv_power_w"].tolist() == [6.0] * 7 + [7.0] + [6.0] * 2  # the older minutes from the rollups
+    assert store.rollup() == 0
+    store.close()

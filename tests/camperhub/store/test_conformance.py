@@ -386,6 +386,195 @@ def test_writes_from_several_threads(store: Store) -> None:
     assert counted["pv_power_w"].tolist() == [100.0]
 
 
+# -- rollups and raw retention --------------------------------------------------------
+
+DAY_MS = 86_400_000
+DAY0 = T0 - 12 * 3_600_000  # 2026-05-04T00:00:00Z
+EVERIES = [timedelta(seconds=60), timedelta(minutes=15), timedelta(hours=1), timedelta(days=1)]
+NUMERIC = ["pv_power_w", "battery_soc_pct", "battery_cycles", "seq"]
+
+
+def fields_for(aggregate: str) -> list[str]:
+    """The fields of the day below for which ``aggregate`` is defined (text: first/last/count; bool: no mean/sum)."""
+    return NUMERIC + (["charge_state"] if aggregate in ("first", "last", "count") else []) + (["shore_power"] if aggregate not in ("mean", "sum") else [])
+
+
+def a_day(start_ms: int = DAY0, minutes: int = 1440, step_ms: int = 5000) -> list[StoredSample]:
+    """Samples every 5 s with floats that do not sum exactly, fields missing here and there,
+    every kind (float, int, text, bool), and an hour without anything (05:00-06:00)."""
+    out = []
+    for i in range(minutes * 60_000 // step_ms):
+        ts = start_ms + i * step_ms
+        if 300 <= (ts - start_ms) // MIN < 360:
+            continue
+        f: dict[str, Any] = {"pv_power_w": (i * 37 % 1000) / 7}
+        if i % 3:
+            f["battery_soc_pct"] = 20 + (i % 800) / 10
+        if i % 7 != 3:
+            f["battery_cycles"] = 100 + i // 5000
+        if i % 4 == 0:
+            f["charge_state"] = ("bulk", "absorption", "float")[(i // 50) % 3]
+        if i % 5 != 1:
+            f["shore_power"] = (i // 30) % 2 == 0
+        out.append(smp(E, ts, **f))
+    return out
+
+
+def assert_same(got: pd.DataFrame, want: pd.DataFrame, what: object = "") -> None:
+    """Same buckets, columns and dtypes; floats to 1e-9 relative (sums in another order), the rest exactly."""
+    assert list(got.columns) == list(want.columns), what
+    assert ms_of(got) == ms_of(want), what
+    for c in want.columns:
+        g, w = got[c], want[c]
+        assert g.dtype == w.dtype, (what, c)
+        if w.dtype == np.float64:
+            np.testing.assert_allclose(g.to_numpy(), w.to_numpy(), rtol=1e-9, atol=0, equal_nan=True, err_msg=f"{what} {c}")
+        else:
+            assert [(type(v), v) for v in g.dropna()] == [(type(v), v) for v in w.dropna()], (what, c)
+            assert g.isna().tolist() == w.isna().tolist(), (what, c)
+
+
+def answers(store: Store, start: int, end: int, everies: list[timedelta] = EVERIES) -> dict[tuple[timedelta, str], pd.DataFrame]:
+    return {(e, a): store.series("van-1", E, fields_for(a), at(start), at(end), every=e, aggregate=a) for e in everies for a in AGGREGATES}  # type: ignore[arg-type]
+
+
+def test_rollups_answer_exactly_what_raw_answers(store: Store) -> None:
+    samples = a_day()
+    store.write(samples)
+    raw = answers(store, DAY0, DAY0 + DAY_MS)  # nothing folded yet: every bucket from raw
+    assert not raw[(timedelta(days=1), "count")].empty
+    assert store.rollup() == 1440 - 60  # every minute with data, the empty hour has none
+    assert store.rollup() == 0  # nothing dirty left
+    for key, frame in answers(store, DAY0, DAY0 + DAY_MS).items():
+        assert_same(frame, raw[key], key)
+    assert store.prune_raw(at(DAY0 + DAY_MS)) == len(samples)
+    assert store.series("van-1", E, ["pv_power_w"], at(DAY0), at(DAY0 + DAY_MS)).empty  # raw is gone ...
+    for key, frame in answers(store, DAY0, DAY0 + DAY_MS).items():  # ... so these come from the rollups alone
+        assert_same(frame, raw[key], key)
+    assert store.campers() == ["van-1"]  # its history is still there
+
+
+def _per_minute(values: dict[int, list[float]]) -> dict[str, list[float]]:
+    return {
+        "mean": [sum(v) / len(v) for v in values.values()], "min": [min(v) for v in values.values()],
+        "max": [max(v) for v in values.values()], "sum": [sum(v) for v in values.values()],
+        "count": [float(len(v)) for v in values.values()], "first": [v[0] for v in values.values()], "last": [v[-1] for v in values.values()],
+    }
+
+
+def test_late_data_refolds_its_minute(store: Store) -> None:
+    early = [smp(E, T0 + i * 5000, pv_power_w=float(i)) for i in range(24)]  # minutes 0 and 1
+    store.write(early)
+    assert store.rollup() == 2
+
+    def check() -> None:
+        expected = _per_minute({0: [0.5, *map(float, range(1, 12)), 77.0], 1: [float(i) for i in range(12, 24)]})
+        for aggregate in AGGREGATES:
+            frame = store.series("van-1", E, ["pv_power_w"], at(T0), at(T0 + 2 * MIN), every=timedelta(minutes=1), aggregate=aggregate)  # type: ignore[arg-type]
+            assert ms_of(frame) == [T0, T0 + MIN]
+            assert frame["pv_power_w"].tolist() == pytest.approx(expected[aggregate], rel=1e-12), aggregate
+
+    # a backlog delivered late: a rewrite of the minute's first sample, a new one at its end, a replay
+    store.write([smp(E, T0, seq=early[0].fields["seq"], pv_power_w=0.5), smp(E, T0 + 59_000, pv_power_w=77.0), early[5]])
+    check()  # minute 0 is dirty: read from raw
+    assert store.rollup() == 1  # only minute 0 is folded again, whole, from raw
+    check()
+    assert store.prune_raw(at(T0 + 2 * MIN)) == 25
+    check()  # from the rollups alone
+
+
+def test_a_gap_stays_a_gap_after_rollup(store: Store) -> None:
+    store.write([smp(E, T0 + s * 1000, pv_power_w=50.0) for s in range(0, 40 * 60, 10) if not 20 * 60 <= s < 30 * 60])
+    store.rollup()
+    store.prune_raw(at(T0 + 40 * MIN))
+    for aggregate in ("mean", "count", "sum"):
+        frame = store.series("van-1", E, ["pv_power_w"], at(T0), at(T0 + 40 * MIN), every=timedelta(minutes=1), aggregate=aggregate)  # type: ignore[arg-type]
+        assert ms_of(frame) == [T0 + m * MIN for m in [*range(20), *range(30, 40)]]
+        assert (frame["pv_power_w"] > 0).all()
+        tens = store.series("van-1", E, ["pv_power_w"], at(T0), at(T0 + 40 * MIN), every=timedelta(minutes=10), aggregate=aggregate)  # type: ignore[arg-type]
+        assert ms_of(tens) == [T0, T0 + 10 * MIN, T0 + 30 * MIN]
+
+
+def test_prune_raw_keeps_dirty_minutes_and_rollups_answer_for_the_rest(store: Store) -> None:
+    samples = [smp(E, T0 + i * 10_000, pv_power_w=float(i % 50)) for i in range(720)]  # two hours
+    store.write(samples)
+    assert store.rollup() == 120
+    store.write([smp(E, T0 + 30 * MIN + 1000, pv_power_w=99.0)])  # late: minute 30 is dirty again
+    want = answers(store, T0, T0 + 120 * MIN, [timedelta(minutes=15)])
+    assert store.prune_raw(at(T0 + 120 * MIN)) == 180  # the 30 minutes before the dirty one, 6 samples each
+    assert ms_of(store.series("van-1", E, ["pv_power_w"], at(T0), at(T0 + 120 * MIN)))[0] == T0 + 30 * MIN
+    for key, frame in answers(store, T0, T0 + 120 * MIN, [timedelta(minutes=15)]).items():
+        assert_same(frame, want[key], key)
+    assert store.rollup() == 1
+    assert store.prune_raw(at(T0 + 120 * MIN)) == 720 - 180 + 1
+    assert store.series("van-1", E, ["pv_power_w"], at(T0), at(T0 + 120 * MIN)).empty
+    for key, frame in answers(store, T0, T0 + 120 * MIN, [timedelta(minutes=15)]).items():
+        assert_same(frame, want[key], key)
+    # a sample older than the raw retention: its minute's raw is gone, so it is not folded
+    # (the rollup of the whole minute is kept) and the answers stay as they were
+    store.write([smp(E, T0 + 5 * MIN + 500, pv_power_w=1000.0)])
+    for key, frame in answers(store, T0, T0 + 120 * MIN, [timedelta(minutes=15)]).items():
+        assert_same(frame, want[key], key)
+    assert store.rollup() == 0
+    for key, frame in answers(store, T0, T0 + 120 * MIN, [timedelta(minutes=15)]).items():
+        assert_same(frame, want[key], key)
+
+
+def test_a_window_across_the_folded_horizon_takes_each_bucket_whole_from_one_source(store: Store) -> None:
+    store.write(a_day(T0, minutes=180))
+    aligned = answers(store, T0, T0 + 180 * MIN, [timedelta(minutes=15), timedelta(hours=1)])
+    ragged = answers(store, T0 + 7500, T0 + 180 * MIN - 2500, [timedelta(minutes=15)])  # partial first and last buckets
+    assert store.rollup(now=at(T0 + 120 * MIN + 5000)) == 120  # minutes that ended 5 s before "now"
+    for key, frame in answers(store, T0, T0 + 180 * MIN, [timedelta(minutes=15), timedelta(hours=1)]).items():
+        assert_same(frame, aligned[key], key)
+    for key, frame in answers(store, T0 + 7500, T0 + 180 * MIN - 2500, [timedelta(minutes=15)]).items():
+        assert_same(frame, ragged[key], key)
+    assert store.prune_raw(at(T0 + 120 * MIN)) == len(a_day(T0, minutes=120))
+    for key, frame in answers(store, T0, T0 + 180 * MIN, [timedelta(minutes=15), timedelta(hours=1)]).items():
+        assert_same(frame, aligned[key], key)  # before 2 h only rollups are left, after it only raw
+
+
+def test_writers_and_rollups_in_threads_end_exact(store: Store) -> None:
+    """Two writers fill the same minutes and fold as they go: the result is exact."""
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        try:
+            for i in range(60):
+                store.write([smp(E, T0 + (2 * i + k) * 2500, pv_power_w=float(1000 * k + i))])
+                if i % 4 == k * 2:
+                    store.rollup()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,), name=f"writer-{k}") for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    store.rollup()
+    assert store.prune_raw(at(T0 + 5 * MIN)) == 120
+    per_minute: dict[int, list[float]] = {}
+    for n in range(120):  # sample n is at T0 + n * 2.5 s, written by worker n % 2
+        per_minute.setdefault(n * 2500 // MIN, []).append(float(1000 * (n % 2) + n // 2))
+    expected = _per_minute(per_minute)
+    for aggregate in AGGREGATES:
+        frame = store.series("van-1", E, ["pv_power_w"], at(T0), at(T0 + 5 * MIN), every=timedelta(minutes=1), aggregate=aggregate)  # type: ignore[arg-type]
+        assert ms_of(frame) == [T0 + m * MIN for m in range(5)]
+        assert frame["pv_power_w"].tolist() == pytest.approx(expected[aggregate], rel=1e-12), aggregate
+
+
+def test_rollup_and_prune_of_an_empty_store(store: Store) -> None:
+    assert store.rollup() == 0
+    assert store.prune_raw(at(T0)) == 0
+    store.write([smp(Stream.POSITION, T0, lat=1.0, lon=2.0, fix=3)])  # only energy is rolled up
+    assert store.rollup() == 0
+    assert store.prune_raw(at(T0 + MIN)) == 0
+    with pytest.raises(ValueError):
+        store.prune_raw(datetime(2026, 5, 4, 12))
+
+
 # -- SQLite only ---------------------------------------------------------------------
 
 
@@ -477,3 +666,45 @@ def test_sqlite_both_aggregation_plans_agree(tmp_path: Path, monkeypatch: pytest
                 scan = s.series(*args, every=every, aggregate=aggregate)  # type: ignore[arg-type]
                 pd.testing.assert_frame_equal(seek, scan)
                 assert not seek.empty and not math.isnan(seek["pv_power_w"].iloc[0])
+
+
+def test_sqlite_file_from_before_rollups_gets_its_history_folded(tmp_path: Path) -> None:
+    """A version-1 file (no rollup tables): opening it marks every minute it holds dirty, so
+    reads stay right at once (from raw) and the next rollup() folds its whole history."""
+    path = tmp_path / "v1.sqlite"
+    with SqliteStore(path) as s:
+        s.write(a_day(T0, minutes=90))
+        want = answers(s, T0, T0 + 90 * MIN, [timedelta(minutes=15)])
+    with sqlite3.connect(path) as c:  # back to the layout of version 1
+        c.execute("DROP TABLE dirty_minute")
+        c.execute("DROP TABLE energy_1m")
+        c.execute("DROP TABLE raw_pruned")
+        c.execute("PRAGMA user_version = 1")
+    c.close()
+    with SqliteStore(path) as s:
+        for key, frame in answers(s, T0, T0 + 90 * MIN, [timedelta(minutes=15)]).items():
+            assert_same(frame, want[key], key)
+        assert s.rollup() == 90
+        s.prune_raw(at(T0 + 90 * MIN))
+        for key, frame in answers(s, T0, T0 + 90 * MIN, [timedelta(minutes=15)]).items():
+            assert_same(frame, want[key], key)
+    with sqlite3.connect(path) as c:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == sqlite_backend.SCHEMA_VERSION == 2
+    c.close()
+
+
+def test_sqlite_rollup_plans_agree_and_a_fold_is_chunked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rollup reads use the same two plans as raw reads; folding in chunks of 7 minutes folds the same."""
+    monkeypatch.setattr(sqlite_backend.sqlite_rollup, "FOLD_CHUNK", 7)
+    with SqliteStore(tmp_path / "s.sqlite") as s:
+        s.write(a_day(T0, minutes=100))
+        assert s.rollup() == 100
+        s.prune_raw(at(T0 + 100 * MIN))
+        for aggregate in AGGREGATES:
+            args = ("van-1", E, fields_for(aggregate), at(T0), at(T0 + 100 * MIN))
+            monkeypatch.setattr(sqlite_backend, "PER_BUCKET_MAX", 10**9)
+            seek = s.series(*args, every=timedelta(minutes=10), aggregate=aggregate)  # type: ignore[arg-type]
+            monkeypatch.setattr(sqlite_backend, "PER_BUCKET_MAX", 0)
+            scan = s.series(*args, every=timedelta(minutes=10), aggregate=aggregate)  # type: ignore[arg-type]
+            pd.testing.assert_frame_equal(seek, scan)
+            assert len(seek) == 10

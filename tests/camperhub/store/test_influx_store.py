@@ -314,17 +314,124 @@ def test_url_credentials_and_token_together_are_refused() -> None:
         InfluxStore("influx://127.0.0.1:8086")
 
 
-def test_from_settings(influx_server: InfluxServer) -> None:
-    settings = StoreSettings(store="influx", influx_url=influx_server.url, influx_db="test_from_settings", influx_timeout_s=3)
+def test_from_settings(influx_server: InfluxServer, tmp_path: Path) -> None:
+    journal = tmp_path / "journal" / "rollups.sqlite"
+    settings = StoreSettings(store="influx", influx_url=influx_server.url, influx_db="test_from_settings", influx_timeout_s=3, rollup_journal=journal)
     store = InfluxStore.from_settings(settings)
     try:
         assert store.database == "test_from_settings"
         assert store.url_without_credentials == influx_server.url_without_credentials
         store.write([energy("van-1", 1, T0, battery_voltage_v=12.0)])
         assert store.campers() == ["van-1"]
+        assert journal.exists()  # the minute to fold is recorded on disk
     finally:
         store.close()
         influx_server.query('DROP DATABASE "test_from_settings"')
+    assert StoreSettings(rollup_journal="").rollup_journal is None  # empty: an in-memory journal
+
+
+# -- rollups, their journal, raw retention -------------------------------------------
+
+
+def _per_5s(store: InfluxStore, minutes: int, start: int = T0, camper: str = "van-1") -> None:
+    store.write([energy(camper, i + 1, start + i * 5000, pv_power_w=float(i % 40), battery_cycles=3 + i // 100, charge_state="bulk", shore_power=i % 2 == 0)
+                 for i in range(minutes * 12)])
+
+
+def test_rollups_live_in_their_own_database_with_the_raw_types(influx_store: InfluxStore, influx_server: InfluxServer) -> None:
+    _per_5s(influx_store, 3)
+    assert influx_store.rollup() == 3
+    databases = {v[0] for v in influx_server.query("SHOW DATABASES")["results"][0]["series"][0]["values"]}
+    assert {influx_store.database, influx_store.database + "_1m"} <= databases  # raw may get a retention, rollups not
+    types = field_types(influx_server, influx_store.database + "_1m", "energy_1m")
+    assert {k: types[k] for k in ("pv_power_w__sum", "pv_power_w__count", "pv_power_w__first", "battery_cycles__sum", "battery_cycles__max",
+                                  "charge_state__last", "shore_power__min", "seq__last")} == {
+        "pv_power_w__sum": "float", "pv_power_w__count": "integer", "pv_power_w__first": "float", "battery_cycles__sum": "integer",
+        "battery_cycles__max": "integer", "charge_state__last": "string", "shore_power__min": "boolean", "seq__last": "integer"}
+    assert "charge_state__sum" not in types and "shore_power__sum" not in types
+    raw = influx_server.query("SHOW MEASUREMENTS", db=influx_store.database)["results"][0]["series"][0]["values"]
+    assert ["energy_1m"] not in raw
+
+
+def test_the_journal_file_keeps_late_marks_across_a_restart(influx_server: InfluxServer, influx_store: InfluxStore, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite"
+    with InfluxStore(influx_server.url, database=influx_store.database, journal_path=journal) as first:
+        _per_5s(first, 3)
+        assert first.rollup() == 3
+        first.write([energy("van-1", 99, T0 + 2500, pv_power_w=39.0)])  # late, into minute 0; then the process stops
+    with InfluxStore(influx_server.url, database=influx_store.database, journal_path=journal) as second:
+        assert second.rollup() == 1  # minute 0 again, found in the journal
+        assert second.prune_raw(ms(T0 + 3 * MIN)) == 37
+        counted = second.series("van-1", Stream.ENERGY, ["pv_power_w"], ms(T0), ms(T0 + 3 * MIN), every=timedelta(minutes=1), aggregate="count")
+        assert counted["pv_power_w"].tolist() == [13.0, 12.0, 12.0]
+    with pytest.raises(StoreRejected, match="belongs to InfluxDB database"), InfluxStore(influx_server.url, database="other", journal_path=journal) as other:
+        other.rollup()
+
+
+def test_a_new_journal_folds_what_was_written_before_it(influx_server: InfluxServer, influx_store: InfluxStore) -> None:
+    """An in-memory journal after a restart, or the first one after an upgrade: the minutes
+    after each camper's newest rollup minute are found from the data and folded."""
+    _per_5s(influx_store, 5)
+    _per_5s(influx_store, 2, camper="van-2")
+    assert influx_store.rollup(now=ms(T0 + 3 * MIN + 5000)) == 3 + 2  # van-1's last two minutes stay to fold
+    with InfluxStore(influx_server.url, database=influx_store.database) as restarted:
+        assert restarted.rollup() == 2
+        assert restarted.rollup() == 0
+        assert restarted.prune_raw(ms(T0 + 5 * MIN)) == 7 * 12
+        counted = restarted.series("van-1", Stream.ENERGY, ["seq"], ms(T0), ms(T0 + 5 * MIN), every=timedelta(minutes=1), aggregate="count")
+        assert counted["seq"].tolist() == [12.0] * 5
+
+
+def test_a_reader_with_its_own_journal_reads_the_unfolded_minutes_from_raw(influx_server: InfluxServer, influx_store: InfluxStore) -> None:
+    _per_5s(influx_store, 5)
+    assert influx_store.rollup(now=ms(T0 + 3 * MIN + 5000)) == 3
+    with InfluxStore(influx_server.url, database=influx_store.database) as reader:  # the API, say, with its own journal
+        counted = reader.series("van-1", Stream.ENERGY, ["seq"], ms(T0), ms(T0 + 5 * MIN), every=timedelta(minutes=1), aggregate="count")
+        assert counted["seq"].tolist() == [12.0] * 5  # its horizon stops at the newest rollup minute
+
+
+def test_a_fold_overtaken_by_another_write_is_folded_again(influx_server: InfluxServer, influx_store: InfluxStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another ingest (its own journal) writes into the minute while this fold is between reading
+    raw and writing the rollup: the recount after the write sees it and marks the minute again."""
+    _per_5s(influx_store, 1)
+    other = InfluxStore(influx_server.url, database=influx_store.database)
+    real_write = influx_store._write_lines
+
+    def write_lines(lines: list[str], precision: str, db: str | None = None) -> None:
+        if db == influx_store.database + "_1m" and other is not None:
+            other.write([energy("van-1", 500, T0 + 59_500, pv_power_w=7.0)])
+        real_write(lines, precision, db)
+
+    monkeypatch.setattr(influx_store, "_write_lines", write_lines)
+    try:
+        assert influx_store.rollup() == 1
+        assert influx_store._rollups.journal.oldest_dirty("van-1") == T0  # dirty again
+    finally:
+        other.close()
+        monkeypatch.setattr(influx_store, "_write_lines", real_write)
+    assert influx_store.rollup() == 1
+    influx_store.prune_raw(ms(T0 + MIN))
+    counted = influx_store.series("van-1", Stream.ENERGY, ["pv_power_w"], ms(T0), ms(T0 + MIN), every=timedelta(minutes=1), aggregate="count")
+    assert counted["pv_power_w"].tolist() == [13.0]
+
+
+def test_without_delete_raw_retention_is_left_to_the_server(influx_store: InfluxStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """InfluxDB 2.x/3.x through the v1 API: DELETE is refused; prune_raw deletes nothing, says so once."""
+    _per_5s(influx_store, 2)
+    real_query = influx_store._query
+
+    def query(q: str, **kw: object) -> list[dict]:
+        if q.startswith("DELETE"):
+            raise StoreRejected("InfluxDB refused the query (400): error parsing query: found DELETE, expected SELECT, SHOW at line 1, char 1")
+        return real_query(q, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(influx_store, "_query", query)
+    with caplog.at_level("INFO", logger="camperhub.store.influx_rollup"):
+        assert influx_store.prune_raw(ms(T0 + 2 * MIN)) == 0
+        assert influx_store.prune_raw(ms(T0 + 2 * MIN)) == 0
+    assert len([r for r in caplog.records if "retention policy or bucket retention" in r.getMessage()]) == 1
+    assert len(influx_store.series("van-1", Stream.ENERGY, ["seq"], ms(T0), ms(T0 + 2 * MIN))) == 24
+    assert influx_store.rollup() == 2  # nothing recorded as pruned: all minutes fold
 
 
 # -- the server down, hung, and back --------------------------------------------
