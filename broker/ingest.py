@@ -297,7 +297,9 @@ class Ingest:
                     return
             try:
                 self._store(batch)
-            except StoreUnavailable as exc:
+            except (StoreUnavailable, StoreRejected, OSError) as exc:
+                # StoreRejected here means even the dead letters were refused (e.g. revoked
+                # credentials): nothing is acked, so nothing is lost; a person must look.
                 self.counters["store_retries"] += 1
                 log.warning("store unavailable (%s): holding %d samples, retry in %.1f s", exc, len(batch), backoff)
                 if self._stop.wait(backoff):
