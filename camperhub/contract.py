@@ -175,6 +175,8 @@ class StatusSample(_Sample):
     uptime_s: float | None = _num("s", 0, 10 * 365 * 86400, "Agent uptime")
     queue_depth: int | None = _int("messages", 0, 10**9, "Samples waiting to be sent")
     oldest_queued_s: float | None = _num("s", 0, 10 * 365 * 86400, "Age of the oldest queued sample")
+    queue_folded: int | None = _int("readings", 0, 2**53, "Readings folded into 1-minute means so far to keep the queue's disk budget")
+    queue_dropped: int | None = _int("readings", 0, 2**53, "Readings dropped so far because folding was not enough")
     clock: Literal["gps", "ntp", "unsynced"] | None = None
     in_service: bool | None = None
     mode: Literal["normal", "live"] | None = None

@@ -1,7 +1,8 @@
 """The edge agent: poll the devices, merge a cycle's readings into one sample, hand it on.
 
-Orchestration only; Modbus I/O is in :mod:`modbus_reader`, sending in
-:mod:`publisher`. Devices with the same ``interval_s`` are polled together in
+Orchestration only; Modbus I/O is in :mod:`modbus_reader`, queueing and
+sending in :mod:`outbox` (the durable queue of :mod:`queue` in front of
+:mod:`publisher`). Devices with the same ``interval_s`` are polled together in
 one cycle and their fields merged into one ``energy`` sample stamped with the
 cycle's start (the time the readings were made). One failing device leaves
 its fields out of the sample; it never delays the others beyond its timeout.
@@ -21,9 +22,10 @@ from typing import Any
 from camperhub.contract import Stream
 from camperhub.edge.config import EdgeConfig, device_name, resolved_transport
 from camperhub.edge.modbus_reader import Bus, DeviceReader
-from camperhub.edge.publisher import MqttPublisher, Outbox
+from camperhub.edge.outbox import QueuedPublisher
+from camperhub.edge.publisher import Outbox
+from camperhub.edge.queue import QueueError
 from camperhub.edge.registermap import load_register_map
-from camperhub.edge.seqstore import SeqStore
 
 log = logging.getLogger(__name__)
 
@@ -162,15 +164,14 @@ class EdgeAgent:
 
 
 async def run_agent(
-    config: EdgeConfig, *, install_signals: bool = True, on_start: Callable[[EdgeAgent, MqttPublisher], None] | None = None
+    config: EdgeConfig, *, install_signals: bool = True, on_start: Callable[[EdgeAgent, QueuedPublisher], None] | None = None
 ) -> int:
-    """Run the agent with an MQTT publisher until SIGTERM/SIGINT (or ``agent.stop()``); return the exit status.
+    """Run the agent with the durable queue and MQTT publisher until SIGTERM/SIGINT (or ``agent.stop()``); return the exit status.
 
     ``on_start`` hands the running agent and publisher to an embedding program
     (the demo, tests) so it can stop it and read its counters.
     """
     readers, buses = build_readers(config)
-    seqs = SeqStore(config.queue.path.with_name(config.queue.path.stem + "-seq.sqlite"))
     loop = asyncio.get_running_loop()
     exit_code = 0
     agent: EdgeAgent | None = None
@@ -181,7 +182,15 @@ async def run_agent(
         if agent is not None:
             loop.call_soon_threadsafe(agent.stop)
 
-    publisher = MqttPublisher(config.camper, config.mqtt, seqs, on_fatal=fatal, status_extra=lambda: agent.status_fields() if agent else {})
+    try:
+        publisher = QueuedPublisher(
+            config.camper, config.mqtt, config.queue, on_fatal=fatal, status_extra=lambda: agent.status_fields() if agent else {}
+        )
+    except QueueError as exc:
+        for bus in buses:
+            bus.close()
+        log.error("stopped: %s (check queue.path in the edge config)", exc)
+        return EXIT_CONFIG
     agent = EdgeAgent(config, publisher, readers, buses)
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -197,7 +206,6 @@ async def run_agent(
         await agent.run()
     finally:
         await asyncio.to_thread(publisher.stop)
-        seqs.close()
         log.info("agent stopped; counters: %s; publisher: %s", agent.stats(), dict(publisher.counters))
     if publisher.fatal_error:
         log.error("stopped: %s", publisher.fatal_error)

@@ -80,8 +80,24 @@ class GpioConfig(_Strict):
     in_service_switch: int | None = Field(default=None, ge=0, le=27)
 
 
+#: Bytes one queued energy reading takes in the queue file (measured by
+#: tests/bench/test_bench_queue.py: 376 B for a full Victron reading, JSON body,
+#: row and b-tree overhead; rounded up for readings with more fields).
+QUEUE_BYTES_PER_READING = 450
+#: The normal rate: one merged energy reading per 5 s (DeviceConfig.interval_s default).
+NORMAL_READINGS_PER_DAY = 86400 // 5
+#: 30 days at the normal rate: 17,280/day x 30 x 450 B = 233 MB (186 MB measured), rounded up to 256 MB.
+DEFAULT_QUEUE_MB = 256
+
+
 class QueueConfig(_Strict):
+    """The durable queue (edge/queue.py): where, how big, how often it commits, how much in flight."""
+
     path: Path = Path("/var/lib/camperhub/queue.sqlite")
+    max_mb: float = Field(default=DEFAULT_QUEUE_MB, gt=0, le=100_000, description="Disk budget; over it, old readings fold into 1-minute means")
+    max_age_days: float = Field(default=30, gt=0, le=3650, description="Age budget of the oldest queued reading")
+    commit_interval_s: float = Field(default=1.0, ge=0.05, le=60, description="Group commit period: a power cut loses at most this much")
+    inflight: int = Field(default=20, ge=1, le=1000, description="Envelopes handed to paho at once (its ids wrap at 65,535)")
 
 
 class EdgeConfig(_Strict):

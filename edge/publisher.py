@@ -2,12 +2,15 @@
 
 :class:`Outbox` is all the agent knows about sending: ``put`` a sample of a
 stream. :class:`MqttPublisher` implements it directly on paho (QoS 1, retained
-``status`` with a Last Will). The durable SQLite queue of the "never lose a
-sample" work will implement the same interface in front of it.
+``status`` with a Last Will) and owns the paho connection handling;
+:class:`camperhub.edge.outbox.QueuedPublisher` (what the agent uses) puts the
+durable SQLite queue in front of it and sends through :meth:`MqttPublisher.send`,
+learning of each PUBACK through ``on_ack``.
 
 MQTT 5 is used where the broker offers it: its PUBACK reason code tells us
 that a message was refused (e.g. by the ACL). Under 3.1.1 a refused QoS 1
-publish is acknowledged as if delivered, so the fallback is logged. The
+publish is acknowledged as if delivered (the queue then deletes a reading the
+broker threw away: nothing on the client can tell), so the fallback is logged. The
 publisher connects with ``protocol: auto`` as MQTT 5 and falls back to 3.1.1
 when the broker refuses the protocol version (the demo's amqtt).
 
@@ -34,7 +37,6 @@ from paho.mqtt.reasoncodes import ReasonCode
 from camperhub import __version__
 from camperhub.contract import STREAM_QOS, STREAM_RETAIN, ContractError, Stream, encode_envelope, topic
 from camperhub.edge.config import MqttSettings
-from camperhub.edge.seqstore import SeqStore
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,16 @@ class Outbox(Protocol):
         ...
 
 
+class SeqSource(Protocol):
+    """Hands out the next ``seq`` of a stream (the durable queue does)."""
+
+    def next(self, stream: Stream) -> int: ...
+
+
+#: Called from paho's thread for each PUBACK of a message sent with a token: (token, reason code).
+AckCallback = Callable[[Any, int], None]
+
+
 class MqttPublisher:
     """Publishes envelopes at QoS 1 with paho; retained status and a Last Will."""
 
@@ -59,11 +71,13 @@ class MqttPublisher:
         self,
         camper: str,
         settings: MqttSettings,
-        seqs: SeqStore,
+        seqs: SeqSource,
         *,
         on_fatal: Callable[[str], None] | None = None,
         status_extra: Callable[[], dict[str, Any]] | None = None,
         max_queued: int = 10_000,
+        on_ack: AckCallback | None = None,
+        max_inflight: int | None = None,
     ) -> None:
         self.camper = camper
         self.settings = settings
@@ -72,12 +86,19 @@ class MqttPublisher:
         self.on_fatal = on_fatal or (lambda msg: None)
         self.status_extra = status_extra or (lambda: {})
         self.max_queued = max_queued
+        self.on_ack = on_ack
+        self.max_inflight = max_inflight or settings.max_inflight
+        #: bumped for every new paho client: what the old one had in flight is gone
+        self.generation = 0
+        #: the latest refusal (PUBACK >= 0x80), for status ``last_error``
+        self.last_refusal: str | None = None
         self.counters: Counter[str] = Counter()
         self.protocol = mqtt.MQTTv311 if settings.protocol == "3.1.1" else mqtt.MQTTv5
         self.connected = threading.Event()
         self.fatal_error: str | None = None
         self._client: mqtt.Client | None = None
-        self._inflight: dict[int, Stream] = {}
+        self._inflight: dict[int, tuple[Stream, Any]] = {}
+        self._early_acks: dict[int, ReasonCode | int] = {}
         self._lock = threading.RLock()
         self._started_monotonic = time.monotonic()
         self._fell_back = False
@@ -96,7 +117,7 @@ class MqttPublisher:
             client.username_pw_set(self.url.username, self.url.password)
         if self.url.scheme == "mqtts":
             client.tls_set(ca_certs=str(self.settings.ca_file) if self.settings.ca_file else None, cert_reqs=ssl.CERT_REQUIRED)
-        client.max_inflight_messages_set(self.settings.max_inflight)
+        client.max_inflight_messages_set(self.max_inflight)
         client.max_queued_messages_set(self.max_queued)
         client.reconnect_delay_set(min_delay=1, max_delay=60)
         # The Last Will: the broker publishes "offline" when the link dies without a goodbye.
@@ -110,6 +131,10 @@ class MqttPublisher:
     def start(self) -> None:
         """Connect in paho's background thread; reconnects by itself."""
         self._client = self._new_client()
+        with self._lock:
+            self._inflight.clear()  # an earlier client's messages died with it
+            self._early_acks.clear()
+            self.generation += 1
         props = None
         if self.protocol == mqtt.MQTTv5:
             props = Properties(PacketTypes.CONNECT)
@@ -204,13 +229,22 @@ class MqttPublisher:
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any) -> None:
         with self._lock:
-            stream = self._inflight.pop(mid, None)
+            if mid not in self._inflight:
+                self._early_acks[mid] = reason  # acked before send() recorded it (see send)
+                return
+            stream, token = self._inflight.pop(mid)
+        self._acked(stream, token, reason)
+
+    def _acked(self, stream: Stream | None, token: Any, reason: ReasonCode | int) -> None:
         code = reason.value if isinstance(reason, ReasonCode) else int(reason)
         if code >= 0x80:
             self.counters["refused"] += 1
-            log.error("broker refused a %s message: %s (check the ACL for camper %s)", stream.value if stream else "?", reason, self.camper)
+            self.last_refusal = f"broker refused a {stream.value if stream else '?'} message: {reason}"
+            log.error("ALARM %s (check the ACL for camper %s)", self.last_refusal, self.camper)
         else:
             self.counters["acked"] += 1
+        if token is not None and self.on_ack is not None:
+            self.on_ack(token, code)
 
     # -- publishing ------------------------------------------------------------
     def _status_payload(self, state: str) -> bytes:
@@ -219,6 +253,8 @@ class MqttPublisher:
         if state == "online":
             sample["uptime_s"] = round(time.monotonic() - self._started_monotonic, 1)
             sample["queue_depth"] = self.queue_depth
+            if self.last_refusal:
+                sample["last_error"] = self.last_refusal[:500]
             sample.update(self.status_extra())
         return encode_envelope(self.camper, Stream.STATUS, [sample])
 
@@ -245,17 +281,28 @@ class MqttPublisher:
         self._send(stream, payload)
         return seq
 
-    def _send(self, stream: Stream, payload: bytes) -> None:
+    def send(self, stream: Stream, payload: bytes, token: Any = None) -> int | None:
+        """Hand one envelope to paho; its PUBACK reaches ``on_ack(token, code)``. None when not handed over."""
         client = self._client
         if client is None or self.fatal_error:
             self.counters["dropped_not_running"] += 1
-            return
+            return None
+        # Never hold self._lock around publish(): paho holds its message mutex while it
+        # calls _on_publish, which takes self._lock (a deadlock under load). The PUBACK
+        # may therefore come before the mid is recorded: _on_publish parks it in _early_acks.
+        info = client.publish(topic(self.camper, stream), payload, qos=STREAM_QOS[stream], retain=STREAM_RETAIN[stream])
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            self.counters["dropped_queue_full"] += 1
+            log.warning("paho's queue is full (%d): a %s sample was dropped", self.max_queued, stream.value)
+            return None
         with self._lock:
-            info = client.publish(topic(self.camper, stream), payload, qos=STREAM_QOS[stream], retain=STREAM_RETAIN[stream])
-            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
-                self.counters["dropped_queue_full"] += 1
-                log.warning("paho's queue is full (%d): a %s sample was dropped", self.max_queued, stream.value)
-                return
-            self._inflight[info.mid] = stream
+            early = self._early_acks.pop(info.mid, None)
+            if early is None:
+                self._inflight[info.mid] = (stream, token)
+        if early is not None:
+            self._acked(stream, token, early)
         self.counters["published"] += 1
         self.counters[f"published.{stream.value}"] += 1
+        return info.mid
+
+    _send = send

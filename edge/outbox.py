@@ -1,0 +1,244 @@
+"""The agent's outbox: durable queue in front of the MQTT publisher ("never lose a sample").
+
+:meth:`QueuedPublisher.put` only appends to the queue (no disk write, no
+network: live readings are never blocked by a dead 4G link or a slow SD card).
+One worker thread does the rest:
+
+* about every ``commit_interval_s`` it commits the queue (:meth:`DurableQueue.flush`):
+  new readings in, acknowledged ones out, budget kept, in one transaction;
+* it leases the oldest committed rows of each stream, batches up to
+  :data:`MAX_BATCH` samples / :data:`MAX_BATCH_BYTES` of one stream into one
+  envelope and hands paho at most ``inflight`` envelopes at a time (paho keeps
+  its queue in memory and its message ids wrap at 65,535). A backlog therefore
+  replays in order, oldest first, as fast as the broker acknowledges.
+
+A row leaves the queue only after a PUBACK with a success reason code. A
+refusal (MQTT 5 reason code >= 0x80, e.g. 135 'not authorized' from the ACL)
+keeps the rows queued, is counted, logged as an ALARM and shown in status
+``last_error``; the stream is retried from its oldest row with an exponential
+back-off (1 s to 5 min). Under MQTT 3.1.1 the broker acknowledges a refused
+publish as if delivered: the client cannot see it, the rows are deleted.
+
+The ``status`` stream is not queued: it is retained state, only the latest
+matters, and it is published directly as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from camperhub.contract import ContractError, Stream, encode_envelope
+from camperhub.edge.config import MqttSettings, QueueConfig
+from camperhub.edge.publisher import MqttPublisher
+from camperhub.edge.queue import DurableQueue, QueueError, Row
+
+log = logging.getLogger(__name__)
+
+#: Samples per envelope when a backlog exists (the contract allows MAX_SAMPLES_PER_ENVELOPE).
+MAX_BATCH = 50
+MAX_BATCH_BYTES = 16 * 1024
+QUEUED_STREAMS = (Stream.ENERGY, Stream.POSITION, Stream.EVENT)
+REFUSAL_BACKOFF_S = (1.0, 300.0)
+
+
+@dataclass(eq=False)
+class _Batch:
+    """One envelope in flight: which rows it carries."""
+
+    stream: Stream
+    ids: list[int]
+    generation: int
+
+
+@dataclass
+class _StreamState:
+    cursor: int = 0  # highest row id handed to paho in this connection generation
+    inflight: int = 0
+    hold_until: float = 0.0  # after a refusal: not before this (monotonic)
+    backoff_s: float = 0.0
+    refused: bool = False
+
+
+@dataclass
+class _Shared:
+    batches: set[_Batch] = field(default_factory=set)
+    streams: dict[Stream, _StreamState] = field(default_factory=lambda: {s: _StreamState() for s in QUEUED_STREAMS})
+
+
+class QueuedPublisher:
+    """An :class:`~camperhub.edge.publisher.Outbox` that never loses a sample it took."""
+
+    def __init__(
+        self,
+        camper: str,
+        settings: MqttSettings,
+        queue_config: QueueConfig,
+        *,
+        on_fatal: Callable[[str], None] | None = None,
+        status_extra: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.camper = camper
+        self.config = queue_config
+        self.queue = DurableQueue(
+            queue_config.path, max_bytes=int(queue_config.max_mb * 2**20), max_age_s=queue_config.max_age_days * 86400
+        )
+        self._status_extra = status_extra or (lambda: {})
+        self.link = MqttPublisher(
+            camper, settings, self.queue, on_fatal=on_fatal, status_extra=self.status_fields,
+            on_ack=self._on_ack, max_inflight=queue_config.inflight,
+        )
+        self.counters: Counter[str] = self.link.counters
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+        self._state = _Shared()
+        self._generation = 0
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._worker: threading.Thread | None = None
+
+    # -- what the agent sees ---------------------------------------------------
+    @property
+    def fatal_error(self) -> str | None:
+        return self.link.fatal_error
+
+    @property
+    def connected(self) -> threading.Event:
+        return self.link.connected
+
+    def put(self, stream: Stream, sample: dict[str, Any]) -> int:
+        """Validate and queue ``sample``; its ``seq`` (0 when invalid: counted, logged, not queued)."""
+        if stream is Stream.STATUS:
+            return self.link.put(stream, sample)
+        try:
+            encode_envelope(self.camper, stream, [{**sample, "seq": 0}])
+        except (ContractError, ValueError) as exc:
+            self.counters["invalid"] += 1
+            log.error("not queueing an invalid %s sample (%s): %s", stream.value, exc, sample)
+            return 0
+        self.counters[f"taken.{stream.value}"] += 1
+        return self.queue.put(stream, sample)
+
+    def publish_status(self) -> None:
+        self.link.publish_status()
+
+    def status_fields(self) -> dict[str, Any]:
+        """Queue counters, the agent's fields and the latest error, for the retained status."""
+        out = {**self.queue.stats(), **self._status_extra()}
+        errors = [e for e in (out.get("last_error"), self.last_error, self.link.last_refusal) if e]
+        if errors:
+            out["last_error"] = "; ".join(dict.fromkeys(errors))[:500]
+        return out
+
+    # -- life cycle ------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect (paho's thread) and start the commit-and-send worker."""
+        self.link.start()
+        self._worker = threading.Thread(target=self._run, name="queue-worker", daemon=True)
+        self._worker.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop sending, wait for what is in flight, commit everything, close the file."""
+        self._stopping.set()
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout_s + 5)
+            self._worker = None
+        self.link.stop(timeout_s)  # waits for the acks of what is in flight
+        self.queue.close()  # commits pending readings and the acks that came in
+
+    # -- the worker ---------------------------------------------------------------------
+    def _run(self) -> None:
+        interval = self.config.commit_interval_s
+        next_flush = time.monotonic() + interval
+        while not self._stopping.is_set():
+            try:
+                if time.monotonic() >= next_flush:
+                    next_flush = time.monotonic() + interval
+                    self._flush()
+                self._pump()
+            except Exception:  # noqa: BLE001 - the worker must outlive any one failure
+                self.counters["worker_errors"] += 1
+                log.exception("queue worker step failed; retrying")
+            self._wake.wait(max(0.0, min(next_flush - time.monotonic(), 0.5)))
+            self._wake.clear()
+
+    def _flush(self) -> None:
+        try:
+            self.queue.flush()
+            self.last_error = None
+        except QueueError as exc:  # disk full, read-only: readings stay in memory until it works again
+            self.counters["queue_errors"] += 1
+            self.last_error = str(exc)
+            log.error("ALARM %s", exc)
+
+    def _pump(self) -> None:
+        """Hand paho the oldest committed rows, up to ``inflight`` envelopes."""
+        link = self.link
+        with self._lock:
+            if link.generation != self._generation:  # a new paho client: what was in flight is gone
+                self._forget_inflight(link.generation)
+        if not link.connected.is_set() or link.fatal_error or self._stopping.is_set():
+            return
+        now = time.monotonic()
+        for stream in QUEUED_STREAMS:
+            while True:
+                with self._lock:
+                    st = self._state.streams[stream]
+                    if len(self._state.batches) >= self.config.inflight or now < st.hold_until:
+                        break
+                    if st.refused and st.inflight == 0:  # retry refused rows, oldest first
+                        st.refused, st.cursor = False, 0
+                    rows = self.queue.lease(stream, st.cursor, MAX_BATCH, MAX_BATCH_BYTES)
+                    if not rows:
+                        break
+                    batch = _Batch(stream, [r.id for r in rows], self._generation)
+                    self._state.batches.add(batch)
+                    st.inflight += 1
+                    st.cursor = rows[-1].id
+                if link.send(stream, self._payload(stream, rows), batch) is None:
+                    self._settle(batch, delivered=False, refused=False)
+                    return
+
+    def _payload(self, stream: Stream, rows: list[Row]) -> bytes:
+        return encode_envelope(self.camper, stream, [r.sample() for r in rows])
+
+    def _forget_inflight(self, generation: int) -> None:
+        for batch in self._state.batches:
+            self.queue.release(batch.ids)
+        self._state.batches.clear()
+        for st in self._state.streams.values():
+            st.cursor, st.inflight = 0, 0
+        self._generation = generation
+
+    def _on_ack(self, token: Any, code: int) -> None:
+        """From paho's thread: a PUBACK for one of our envelopes."""
+        if isinstance(token, _Batch):
+            self._settle(token, delivered=code < 0x80)
+            self._wake.set()
+
+    def _settle(self, batch: _Batch, *, delivered: bool, refused: bool = True) -> None:
+        with self._lock:
+            if batch not in self._state.batches:
+                return
+            self._state.batches.discard(batch)
+            st = self._state.streams[batch.stream]
+            st.inflight -= 1
+            if delivered:
+                self.queue.ack(batch.ids)
+                self.counters["delivered"] += len(batch.ids)
+                st.backoff_s = 0.0
+                return
+            self.queue.release(batch.ids)
+            st.refused = True  # resend from the oldest row once nothing of this stream is in flight
+            if not refused:
+                return
+            self.counters["refused_samples"] += len(batch.ids)
+            lo, hi = REFUSAL_BACKOFF_S
+            st.backoff_s = min(hi, max(lo, st.backoff_s * 2))
+            st.hold_until = time.monotonic() + st.backoff_s

@@ -1,0 +1,332 @@
+"""The edge's durable queue: a reading counts as taken only once it is here (SQLite, WAL).
+
+Why SQLite in WAL mode with ``synchronous=FULL``: a committed transaction
+survives a power cut (the Pi loses power when the engine stops), and readers
+(the sender) never block the writer. Why group commits: an SD card wears out
+with every small synchronous write, so :meth:`DurableQueue.put` only appends
+to an in-memory list and :meth:`DurableQueue.flush` (called about once a
+second by the owner) writes the new readings, deletes the acknowledged ones,
+advances the per-stream ``seq`` counters and the fold/drop counters in *one*
+transaction. A power cut therefore loses at most the readings taken since the
+last commit, and never half of anything.
+
+``seq`` is assigned at :meth:`put` and the counter row is committed in the same
+transaction as the readings that used it, so after a crash the next ``seq`` is
+one past the last *committed* reading: a ``seq`` lost with an uncommitted
+reading was never sent (only committed rows are leased to the sender), so it
+can neither repeat nor skip-and-reuse a ``seq`` anyone has seen.
+
+Bounded, degrading instead of dropping (:meth:`_enforce_budget`): over the
+size (``max_bytes``) or age (``max_age_s``) budget, the oldest raw ``energy``
+readings are folded into one sample per minute (numbers: mean; strings and
+booleans: last). The folded sample keeps the ``seq``, ``ts`` and row position
+of the minute's last reading, so ``seq`` stays strictly increasing in queue
+order; the others are deleted and counted in ``folded``. Only when nothing is
+left to fold are the oldest rows dropped, counted in ``dropped``. Invariant:
+readings taken = delivered + still queued + folded + dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from camperhub.contract import Stream
+
+#: Bytes a row costs besides its JSON body (columns, record header, b-tree cell), for the size budget.
+ROW_OVERHEAD_BYTES = 40
+#: Raw readings folded per step when over budget.
+FOLD_CHUNK = 3600
+DROP_CHUNK = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the sender's cursor is an id
+    stream TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    n INTEGER NOT NULL DEFAULT 1,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seqs (stream TEXT PRIMARY KEY, last INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class QueueError(RuntimeError):
+    """The queue file cannot be opened or written (disk full, corrupt, read-only)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One queued sample; ``n`` > 1 for a folded minute."""
+
+    id: int
+    stream: Stream
+    seq: int
+    ts: int
+    n: int
+    body: str
+
+    def sample(self) -> dict[str, Any]:
+        return {"seq": self.seq, "ts": self.ts, **json.loads(self.body)}
+
+
+def fold_minute(rows: list[Row]) -> dict[str, Any]:
+    """One sample for a minute of energy readings: numeric mean, last value for the rest."""
+    values: dict[str, list[Any]] = {}
+    for row in rows:
+        for k, v in json.loads(row.body).items():
+            values.setdefault(k, []).append(v)
+    out: dict[str, Any] = {}
+    for k, vs in values.items():
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vs):
+            mean = sum(vs) / len(vs)
+            out[k] = round(mean) if all(isinstance(v, int) for v in vs) else round(mean, 4)
+        else:
+            out[k] = vs[-1]
+    return out
+
+
+class DurableQueue:
+    """Per-stream ordered, crash-safe queue of samples with group commits and a disk budget."""
+
+    def __init__(self, path: Path, *, max_bytes: int = 256 * 2**20, max_age_s: float = 30 * 86400) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            self._seq = {s: v for s, v in self._db.execute("SELECT stream, last FROM seqs")}
+            self._load_totals()
+        except sqlite3.Error as exc:
+            raise QueueError(f"cannot open the queue {path}: {exc}") from exc
+        self._db_lock = threading.Lock()  # the connection: flush, reads
+        self._mem_lock = threading.Lock()  # the in-memory lists: put, ack (never waits for a disk write)
+        self._pending: list[tuple[str, int, int, str]] = []
+        self._acked: set[int] = set()
+        self._leased: set[int] = set()
+        self._oldest_ts: int | None = self._first_ts()
+
+    def _load_totals(self) -> None:
+        rows, size = self._db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM samples").fetchone()
+        self._rows = int(rows)
+        self._bytes = int(size) + self._rows * ROW_OVERHEAD_BYTES
+        self.counters = {k: v for k, v in self._db.execute("SELECT name, value FROM counters")}
+
+    # -- taking readings ---------------------------------------------------
+    def put(self, stream: Stream, sample: dict[str, Any]) -> int:
+        """Take a sample (``ts`` and fields); its ``seq`` is returned. Durable after the next :meth:`flush`."""
+        body = json.dumps({k: v for k, v in sample.items() if k not in ("ts", "seq")}, separators=(",", ":"))
+        with self._mem_lock:
+            seq = self._seq.get(stream.value, 0) + 1
+            self._seq[stream.value] = seq
+            self._pending.append((stream.value, seq, int(sample["ts"]), body))
+        return seq
+
+    def next(self, stream: Stream) -> int:
+        """A ``seq`` for a sample that is not queued (the retained status): committed at once."""
+        with self._db_lock, self._mem_lock:
+            seq = self._seq.get(stream.value, 0) + 1
+            self._seq[stream.value] = seq
+            self._write_seqs({stream.value: seq})
+        return seq
+
+    # -- the sender's side ---------------------------------------------------
+    def lease(self, stream: Stream, after_id: int, limit: int, max_bytes: int) -> list[Row]:
+        """The oldest committed rows of ``stream`` after ``after_id``, not acknowledged, within the limits."""
+        with self._db_lock:
+            cur = self._db.execute(
+                "SELECT id, seq, ts, n, body FROM samples WHERE stream=? AND id>? ORDER BY id LIMIT ?",
+                (stream.value, after_id, limit + len(self._acked)),
+            )
+            out: list[Row] = []
+            size = 0
+            with self._mem_lock:
+                for rid, seq, ts, n, body in cur:
+                    if rid in self._acked:
+                        continue
+                    if out and (len(out) >= limit or size + len(body) + 40 > max_bytes):
+                        break
+                    out.append(Row(rid, stream, seq, ts, n, body))
+                    size += len(body) + 40
+                self._leased.update(r.id for r in out)
+        return out
+
+    def ack(self, ids: list[int]) -> None:
+        """The broker acknowledged these rows: deleted by the next :meth:`flush`."""
+        with self._mem_lock:
+            self._acked.update(ids)
+            self._leased.difference_update(ids)
+
+    def release(self, ids: list[int]) -> None:
+        """These rows are no longer in flight (refused, or their connection is gone): they stay queued."""
+        with self._mem_lock:
+            self._leased.difference_update(ids)
+
+    # -- the periodic transaction ---------------------------------------------
+    def flush(self, now_ms: int | None = None) -> None:
+        """One transaction: insert what was put, delete what was acked, keep the budget."""
+        with self._db_lock:
+            with self._mem_lock:
+                pending, self._pending = self._pending, []
+                acked = list(self._acked)
+            last_seq: dict[str, int] = {}
+            for stream, seq, _ts, _body in pending:
+                last_seq[stream] = seq  # only what these rows used: a later put's seq commits with its row
+            if not pending and not acked and not self._over_budget(now_ms):
+                return
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                if pending:
+                    self._db.executemany("INSERT INTO samples(stream, seq, ts, body) VALUES(?, ?, ?, ?)", pending)
+                    self._write_seqs(last_seq)
+                if acked:
+                    deleted = self._delete(acked)
+                    self._count("acked", deleted)
+                self._rows += len(pending)
+                self._bytes += sum(len(p[3]) + ROW_OVERHEAD_BYTES for p in pending)
+                self._enforce_budget(now_ms)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                with self._mem_lock:
+                    self._pending[:0] = pending  # still taken: retried by the next flush
+                self._load_totals()
+                raise QueueError(f"cannot write the queue {self.path}: {exc}") from exc
+            with self._mem_lock:
+                self._acked.difference_update(acked)
+            self._oldest_ts = self._first_ts()
+
+    def _delete(self, ids: list[int]) -> int:
+        size, count = 0, 0
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            c, s = self._db.execute(f"SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM samples WHERE id IN ({marks})", chunk).fetchone()
+            self._db.execute(f"DELETE FROM samples WHERE id IN ({marks})", chunk)
+            count, size = count + c, size + s
+        self._rows -= count
+        self._bytes -= size + count * ROW_OVERHEAD_BYTES
+        return count
+
+    def _write_seqs(self, last: dict[str, int]) -> None:
+        self._db.executemany(
+            "INSERT INTO seqs(stream, last) VALUES(?, ?) ON CONFLICT(stream) DO UPDATE SET last=MAX(last, excluded.last)",
+            list(last.items()),
+        )
+
+    def _count(self, name: str, n: int) -> None:
+        if n <= 0:
+            return
+        self.counters[name] = self.counters.get(name, 0) + n
+        self._db.execute(
+            "INSERT INTO counters(name, value) VALUES(?, ?) ON CONFLICT(name) DO UPDATE SET value=excluded.value", (name, self.counters[name])
+        )
+
+    # -- the budget ------------------------------------------------------------
+    def _over_budget(self, now_ms: int | None) -> bool:
+        if self._bytes > self.max_bytes:
+            return True
+        oldest = self._first_ts() if self._db.in_transaction else self._oldest_ts
+        now = now_ms if now_ms is not None else time.time() * 1000
+        return oldest is not None and now - oldest > self.max_age_s * 1000
+
+    def _enforce_budget(self, now_ms: int | None) -> None:
+        """Fold the oldest raw energy minutes, then drop the oldest rows, until within budget."""
+        while self._over_budget(now_ms):
+            if not self._fold_oldest() and not self._drop_oldest():
+                return
+
+    def _fold_oldest(self) -> bool:
+        with self._mem_lock:
+            leased = set(self._leased) | self._acked
+        rows = [
+            Row(rid, Stream.ENERGY, seq, ts, n, body)
+            for rid, seq, ts, n, body in self._db.execute(
+                "SELECT id, seq, ts, n, body FROM samples WHERE stream='energy' AND n>0 ORDER BY id LIMIT ?", (FOLD_CHUNK + 1,)
+            )
+        ]
+        if len(rows) > FOLD_CHUNK:  # the last minute may go on past the chunk: leave it whole for later
+            last_minute = rows[-1].ts // 60000
+            rows = [r for r in rows if r.ts // 60000 != last_minute] or rows
+        groups: list[list[Row]] = []
+        for row in rows:
+            if groups and groups[-1][-1].ts // 60000 == row.ts // 60000:
+                groups[-1].append(row)
+            else:
+                groups.append([row])
+        did = False
+        for group in groups:
+            if any(r.id in leased for r in group):
+                continue
+            last = group[-1]
+            body = json.dumps(fold_minute(group), separators=(",", ":")) if len(group) > 1 else last.body
+            # n<0 marks a folded row: it is never folded again
+            self._db.execute("UPDATE samples SET body=?, n=? WHERE id=?", (body, -sum(abs(r.n) for r in group), last.id))
+            self._bytes += len(body) - len(last.body)
+            if len(group) > 1:
+                removed = self._delete([r.id for r in group[:-1]])
+                self._count("folded", removed)
+            did = True
+        return did
+
+    def _drop_oldest(self) -> bool:
+        with self._mem_lock:
+            leased = set(self._leased) | self._acked
+        ids = [
+            rid
+            for (rid,) in self._db.execute(
+                "SELECT id FROM samples ORDER BY stream!='energy', id LIMIT ?", (DROP_CHUNK + len(leased),)
+            )
+            if rid not in leased
+        ][:DROP_CHUNK]
+        self._count("dropped", self._delete(ids))
+        return bool(ids)
+
+    # -- what status shows ---------------------------------------------------------
+    def _first_ts(self) -> int | None:
+        row = self._db.execute("SELECT ts FROM samples ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else int(row[0])
+
+    @property
+    def depth(self) -> int:
+        """Readings taken and not yet acknowledged (committed or not)."""
+        with self._mem_lock:
+            return self._rows + len(self._pending) - len(self._acked)
+
+    def stats(self, now_ms: int | None = None) -> dict[str, Any]:
+        """The status fields the queue fills: depth, age of the oldest, folded and dropped so far."""
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        with self._mem_lock:
+            oldest = self._oldest_ts if self._oldest_ts is not None else (self._pending[0][2] if self._pending else None)
+        return {
+            "queue_depth": max(0, self.depth),
+            "oldest_queued_s": round(max(0.0, (now - oldest) / 1000), 1) if oldest is not None and self.depth > 0 else 0.0,
+            "queue_folded": self.counters.get("folded", 0),
+            "queue_dropped": self.counters.get("dropped", 0),
+        }
+
+    def all_rows(self, stream: Stream | None = None) -> list[Row]:
+        """Every committed row in queue order (tests, diagnostics)."""
+        with self._db_lock:
+            q = "SELECT id, stream, seq, ts, n, body FROM samples" + (" WHERE stream=?" if stream else "") + " ORDER BY id"
+            return [Row(r[0], Stream(r[1]), r[2], r[3], r[4], r[5]) for r in self._db.execute(q, (stream.value,) if stream else ())]
+
+    def close(self) -> None:
+        """Commit what is pending and close the file."""
+        try:
+            self.flush()
+        finally:
+            with self._db_lock:
+                self._db.close()
