@@ -237,7 +237,7 @@ class InfluxStore:
         every: timedelta | None = None,
         aggregate: Aggregate = "mean",
     ) -> pd.DataFrame:
-        """See Store.series. Numeric columns (counts too) are float64; text/bool columns as pandas infers."""
+        """See Store.series. Numeric columns (counts too) are float64; text and bool columns are object."""
         stream = Stream(stream)
         start, end = bounded_window(start, end)
         if aggregate not in AGGREGATES:
