@@ -81,13 +81,13 @@ class GpioConfig(_Strict):
 
 
 #: Bytes one queued energy reading takes in the queue file (measured by
-#: tests/bench/test_bench_queue.py: 376 B for a full Victron reading, JSON body,
-#: row and b-tree overhead; rounded up for readings with more fields).
-QUEUE_BYTES_PER_READING = 450
+#: tests/bench/test_bench_queue.py: 517 B for a full reading with 1 KiB pages,
+#: JSON body, row and b-tree overhead; rounded up for readings with more fields).
+QUEUE_BYTES_PER_READING = 560
 #: The normal rate: one merged energy reading per 5 s (DeviceConfig.interval_s default).
 NORMAL_READINGS_PER_DAY = 86400 // 5
-#: 30 days at the normal rate: 17,280/day x 30 x 450 B = 233 MB (186 MB measured), rounded up to 256 MB.
-DEFAULT_QUEUE_MB = 256
+#: 30 days at the normal rate: 17,280/day x 30 x 560 B = 277 MiB (256 MiB measured), rounded up to 320 MiB.
+DEFAULT_QUEUE_MB = 320
 
 
 class QueueConfig(_Strict):
