@@ -17,7 +17,8 @@ import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from types import NoneType, UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
@@ -229,6 +230,33 @@ class _EnvelopeBase(BaseModel):
             if after.seq <= before.seq:
                 raise ValueError(f"seq must increase within an envelope ({before.seq} then {after.seq})")
         return samples
+
+
+StorageKind = Literal["real", "int", "bool", "text"]
+
+
+def _storage_kind(annotation: Any) -> StorageKind:
+    """How a field's values are stored; bool before int (bool is an int subclass)."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return _storage_kind(type(get_args(annotation)[0]))
+    if origin in (Union, UnionType):
+        kinds = {_storage_kind(a) for a in get_args(annotation) if a is not NoneType}
+        if len(kinds) == 1:
+            return kinds.pop()
+    elif isinstance(annotation, type):
+        for py, kind in ((bool, "bool"), (int, "int"), (float, "real"), (str, "text")):
+            if issubclass(annotation, py):
+                return kind  # type: ignore[return-value]
+    raise TypeError(f"no storage kind for {annotation!r}")
+
+
+#: Storage kind of every field of every stream, ``seq`` included (``ts`` is the time, not a
+#: field): the one place the stores learn what type a contract field is stored as.
+STORAGE_KINDS: dict[Stream, dict[str, StorageKind]] = {
+    stream: {name: _storage_kind(info.annotation) for name, info in model.model_fields.items() if name != "ts"}
+    for stream, model in SAMPLE_MODELS.items()
+}
 
 
 def _envelope_model(stream: Stream) -> type[_EnvelopeBase]:

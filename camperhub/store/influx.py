@@ -41,7 +41,7 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 import httpx
 import pandas as pd
 
-from camperhub.contract import MIN_TS_MS, Stream, is_valid_camper_id
+from camperhub.contract import MIN_TS_MS, STORAGE_KINDS, Stream, is_valid_camper_id
 from camperhub.settings import StoreSettings
 from camperhub.store import base, rollup
 from camperhub.store.base import (
@@ -54,7 +54,7 @@ from camperhub.store.base import (
     bounded_window,
     empty_frame,
 )
-from camperhub.store.influx_rollup import KIND_NAMES, InfluxRollups
+from camperhub.store.influx_rollup import InfluxRollups
 from camperhub.store.influxql import FIELD_KINDS, quote_ident, quote_literal
 from camperhub.store.influxql import ns as _ns
 from camperhub.store.lineprotocol import ESCAPE_STRING, encode_line
@@ -254,7 +254,7 @@ class InfluxStore:
             rows = self._raw_rows(camper, stream, wanted, start, end, None, aggregate)
         else:
             for f in wanted:
-                kind = KIND_NAMES[FIELD_KINDS[stream][f]]
+                kind = STORAGE_KINDS[stream][f]
                 if not rollup.defined(kind, aggregate):  # what InfluxDB refuses on raw, refused on rollups too
                     raise StoreRejected(f"InfluxDB cannot compute {aggregate} of {kind} field {f!r}: mean/min/max/sum need numeric fields")
             segments = [rollup.Segment(start, end, False)]

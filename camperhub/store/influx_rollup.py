@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from camperhub.contract import Stream
+from camperhub.contract import STORAGE_KINDS, Stream
 from camperhub.store.base import StoredSample, StoreRejected, StoreUnavailable
 from camperhub.store.influx_journal import RollupJournal
 from camperhub.store.influxql import FIELD_KINDS, ns, quote_ident, quote_literal
@@ -55,7 +55,6 @@ STATEMENTS_PER_REQUEST = 50
 #: Lines per /write of rollup points.
 LINES_PER_WRITE = 5_000
 #: Storage kind of a contract field type (the names rollup.COMPONENTS uses).
-KIND_NAMES = {float: "real", int: "int", bool: "bool", str: "text"}
 _FN = {"sum": "SUM", "count": "COUNT", "min": "MIN", "max": "MAX", "first": "FIRST", "last": "LAST"}
 #: Components are summed/min-ed/... again when buckets are read from rollups.
 _READ_FN = {**_FN, "count": "SUM"}
@@ -111,7 +110,7 @@ class InfluxRollups:
     def _energy_kinds(self) -> dict[str, str]:
         """Kinds of the contract's energy fields that the raw data holds (folding absent ones costs)."""
         present = {r["fieldKey"] for r in self._rows(self._run(['SHOW FIELD KEYS FROM "energy"'])[0])}
-        return {f: KIND_NAMES[k] for f, k in FIELD_KINDS[Stream.ENERGY].items() if f in present}
+        return {f: k for f, k in STORAGE_KINDS[Stream.ENERGY].items() if f in present}
 
     def _newest_rollups(self, campers: Sequence[str]) -> dict[str, int]:
         """Start of each camper's newest rollup minute (absent: none yet)."""

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
 
-from camperhub.contract import SAMPLE_MODELS, Stream
+from camperhub.contract import STORAGE_KINDS, Stream
+
+_PY_TYPE: dict[str, type] = {"real": float, "int": int, "bool": bool, "text": str}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _field_kind(annotation: Any) -> type | None:
-    """float, int, bool or str: how a contract field is stored (float wins over int)."""
-    if get_origin(annotation) is Literal:
-        return type(get_args(annotation)[0])
-    members = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
-    kinds = {_field_kind(m) if get_origin(m) is Literal else m for m in members if m is not type(None)}
-    kinds = {str if isinstance(k, type) and issubclass(k, str) else k for k in kinds}
-    return next((k for k in (float, bool, int, str) if k in kinds), None)
-
-
-#: Stored type of every contract field, per stream (``ts`` is the point's time, not a field).
+#: Python type a contract field is stored as in InfluxDB, per stream (from the contract).
 FIELD_KINDS: dict[Stream, dict[str, type]] = {
-    stream: {n: k for n, i in model.model_fields.items() if n != "ts" and (k := _field_kind(i.annotation))}
-    for stream, model in SAMPLE_MODELS.items()
+    stream: {name: _PY_TYPE[kind] for name, kind in kinds.items()} for stream, kinds in STORAGE_KINDS.items()
 }
 
 

@@ -37,15 +37,15 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
-from types import NoneType, UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from camperhub.contract import MIN_TS_MS, SAMPLE_MODELS, Stream, is_valid_camper_id
+from camperhub.contract import MIN_TS_MS, STORAGE_KINDS, Stream, is_valid_camper_id
 from camperhub.settings import StoreSettings
 from camperhub.store import base, rollup, sqlite_rollup
+from camperhub.store.sqlite_rollup import SQL_TYPE
 from camperhub.store.base import (
     AGGREGATES,
     Aggregate,
@@ -63,7 +63,6 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 2
 #: Above this many candidate intervals, aggregate with one GROUP BY scan instead of one seek per interval.
 PER_BUCKET_MAX = 50_000
-_SQL_TYPE = {"real": "REAL", "int": "INTEGER", "bool": "INTEGER", "text": "TEXT"}
 _NUMERIC_ONLY = {"mean": "AVG", "min": "MIN", "max": "MAX", "sum": "SUM"}
 #: Aggregates InfluxDB 1.x refuses for a field type (min/max of a bool is defined: False < True).
 _UNDEFINED = {("text", a) for a in _NUMERIC_ONLY} | {("bool", "mean"), ("bool", "sum")}
@@ -71,26 +70,8 @@ _TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL", "SQ
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _kind(tp: Any) -> str:
-    """Storage kind (real/int/bool/text) of a contract annotation; bool before int (bool is an int)."""
-    origin = get_origin(tp)
-    if origin is Literal:
-        return _kind(type(get_args(tp)[0]))
-    if origin in (Union, UnionType):
-        kinds = {_kind(a) for a in get_args(tp) if a is not NoneType}
-        if len(kinds) == 1:
-            return kinds.pop()
-    elif isinstance(tp, type):
-        for py, kind in ((bool, "bool"), (int, "int"), (float, "real"), (str, "text")):
-            if issubclass(tp, py):
-                return kind
-    raise TypeError(f"no SQLite column type for {tp!r}")
-
-
 #: Column kinds per stream, derived from the contract models (``ts`` is the key column ts_ms).
-CONTRACT_COLUMNS: dict[Stream, dict[str, str]] = {
-    s: {name: _kind(info.annotation) for name, info in model.model_fields.items() if name != "ts"} for s, model in SAMPLE_MODELS.items()
-}
+CONTRACT_COLUMNS: dict[Stream, dict[str, str]] = STORAGE_KINDS  # type: ignore[assignment]
 
 
 def _q(name: str) -> str:
@@ -172,7 +153,7 @@ class SqliteStore:
             columns: dict[Stream, dict[str, str]] = {}
             for stream, wanted in CONTRACT_COLUMNS.items():
                 t = _q(stream.value)
-                cols = ", ".join(f"{_q(n)} {_SQL_TYPE[k]}" for n, k in wanted.items())
+                cols = ", ".join(f"{_q(n)} {SQL_TYPE[k]}" for n, k in wanted.items())
                 self._conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {t} (camper TEXT NOT NULL, ts_ms INTEGER NOT NULL, {cols}, "
                     "PRIMARY KEY (camper, ts_ms)) WITHOUT ROWID"
@@ -180,8 +161,8 @@ class SqliteStore:
                 have = {r[1]: str(r[2]).upper() for r in self._conn.execute(f"PRAGMA table_info({t})")}
                 for name, kind in wanted.items():
                     if name not in have:  # the contract gained a field since this file was created
-                        self._conn.execute(f"ALTER TABLE {t} ADD COLUMN {_q(name)} {_SQL_TYPE[kind]}")
-                        have[name] = _SQL_TYPE[kind]
+                        self._conn.execute(f"ALTER TABLE {t} ADD COLUMN {_q(name)} {SQL_TYPE[kind]}")
+                        have[name] = SQL_TYPE[kind]
                 legacy = {"REAL": "real", "INTEGER": "int"}
                 columns[stream] = {
                     n: wanted.get(n) or legacy.get(decl, "text") for n, decl in have.items() if n not in ("camper", "ts_ms")

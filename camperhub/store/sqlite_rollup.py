@@ -29,7 +29,8 @@ from camperhub.store.rollup import COMPONENTS, MINUTE_MS, ROLLUP_NAME, column
 FOLD_CHUNK = 2_000
 #: Raw time deleted per transaction by prune_raw (one day of a camper: ~17,000 rows at 5 s).
 PRUNE_SPAN_MS = 86_400_000
-_SQL_TYPE = {"real": "REAL", "int": "INTEGER", "bool": "INTEGER", "text": "TEXT"}
+#: SQLite column type of each storage kind (contract.STORAGE_KINDS).
+SQL_TYPE = {"real": "REAL", "int": "INTEGER", "bool": "INTEGER", "text": "TEXT"}
 _NO_PRUNE = -(2**63)
 #: The camper's oldest minute that is dirty and still has all its raw (older ones are never re-folded).
 _OLDEST_DIRTY = (
@@ -48,7 +49,7 @@ def component_types(kinds: dict[str, str]) -> dict[str, str]:
     out = {}
     for field, kind in kinds.items():
         for comp in COMPONENTS[kind]:
-            out[column(field, comp)] = "INTEGER" if comp == "count" else _SQL_TYPE[kind]
+            out[column(field, comp)] = "INTEGER" if comp == "count" else SQL_TYPE[kind]
     return out
 
 
