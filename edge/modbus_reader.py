@@ -121,6 +121,11 @@ class Bus:
                 raise DeviceUnavailable(f"{self.transport} unit {unit}: short answer ({len(rr.registers)} of {block.count} registers)")
             return list(rr.registers)
 
+    @property
+    def connected(self) -> bool:
+        """Whether the link is up now (a retry on a dead link would only cost another timeout)."""
+        return self._client is not None and self._client.connected
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -168,13 +173,9 @@ class DeviceReader:
                 return await self.bus.read(block, self.unit)
             except DeviceUnavailable:
                 attempt += 1
-                if attempt > self.retries or not self.bus_is_up():
+                if attempt > self.retries or not self.bus.connected:
                     raise
                 self.counters["retries"] += 1
-
-    def bus_is_up(self) -> bool:
-        client = self.bus._client
-        return client is not None and client.connected
 
     async def poll(self) -> PollResult:
         """Read every block; values that decode and are in range, and what went wrong."""
