@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from dataclasses import dataclass
 from enum import StrEnum
 from types import NoneType, UnionType
@@ -34,6 +35,12 @@ MIN_TS_MS = 1_577_836_800_000
 MAX_PAYLOAD_BYTES = 256 * 1024
 #: Largest number of samples one envelope may batch.
 MAX_SAMPLES_PER_ENVELOPE = 1000
+#: Largest envelope once a gzip payload is inflated (a bound against decompression bombs).
+MAX_INFLATED_BYTES = 2 * 2**20
+#: A gzip payload starts with these bytes (RFC 1952); a JSON envelope starts with ``{``.
+GZIP_MAGIC = b"\x1f\x8b"
+#: Event kind that accounts for readings removed on the camper (detail: :class:`ReadingsLost` JSON).
+READINGS_LOST_EVENT = "alarm_readings_lost"
 
 
 class Stream(StrEnum):
@@ -153,6 +160,11 @@ class EnergySample(_Sample):
     cell_voltage_max_v: float | None = _num("V", 0, 5, "Highest cell voltage (BMS)")
     battery_cycles: int | None = _int("cycles", 0, 100_000, "Battery charge cycles (BMS)")
     battery_soh_pct: float | None = _num("%", 0, 100, "Battery state of health (BMS)")
+    readings_n: int | None = _int(
+        "readings", 2, 1_000_000,
+        "How many raw readings this sample is the 1-minute mean of (folded on the camper to keep the queue's disk "
+        "budget; its seq is the last of them); absent for one reading",
+    )
 
 
 class PositionSample(_Sample):
@@ -178,9 +190,15 @@ class StatusSample(_Sample):
     oldest_queued_s: float | None = _num("s", 0, 10 * 365 * 86400, "Age of the oldest queued sample")
     queue_folded: int | None = _int("readings", 0, 2**53, "Readings folded into 1-minute means so far to keep the queue's disk budget")
     queue_dropped: int | None = _int("readings", 0, 2**53, "Readings dropped so far because folding was not enough")
-    clock: Literal["gps", "ntp", "unsynced"] | None = None
+    queue_unsynced: int | None = _int(
+        "readings", 0, 2**53, "Readings removed so far because their time could not be known (taken in a boot whose clock was never set)"
+    )
+    clock: Literal["gps", "ntp", "unsynced"] | None = Field(default=None, description="Which clock stamps the readings now")
     in_service: bool | None = None
     mode: Literal["normal", "live"] | None = None
+    live_until_ts: int | None = Field(
+        default=None, ge=MIN_TS_MS, le=2**53, description="While mode is live: when it falls back to normal, Unix epoch ms"
+    )
     last_error: str | None = Field(default=None, max_length=500)
 
 
@@ -291,6 +309,29 @@ class ModeCommand(BaseModel):
         return self
 
 
+class ReadingsLost(BaseModel):
+    """The ``detail`` (JSON) of an ``alarm_readings_lost`` event: readings the camper removed, and why.
+
+    ``dropped``: over the disk budget with nothing left to fold; ``unsynced``:
+    taken in a boot whose clock was never set, so no true time can be given.
+    The seqs in ``seq_first..seq_last`` that never arrive are these ``n`` readings.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stream: Literal["energy", "position", "event"]
+    reason: Literal["dropped", "unsynced"]
+    seq_first: int = Field(ge=0)
+    seq_last: int = Field(ge=0)
+    n: int = Field(ge=1, description="Readings removed (a folded row counts its readings_n)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ReadingsLost":
+        if self.seq_last < self.seq_first:
+            raise ValueError("seq_last before seq_first")
+        return self
+
+
 class ContractError(ValueError):
     """A payload that breaks the contract; ``reason`` is short and names the problem."""
 
@@ -306,19 +347,49 @@ def make_envelope(camper: str, stream: Stream | str, samples: list[dict[str, Any
     return env.model_dump(mode="json", exclude_none=True)
 
 
-def encode_envelope(camper: str, stream: Stream | str, samples: list[dict[str, Any]]) -> bytes:
-    """The UTF-8 JSON payload of an envelope, compact."""
-    return json.dumps(make_envelope(camper, stream, samples), separators=(",", ":"), ensure_ascii=False).encode()
+def encode_envelope(camper: str, stream: Stream | str, samples: list[dict[str, Any]], *, compress: bool = False) -> bytes:
+    """The UTF-8 JSON payload of an envelope, compact; gzip'd (RFC 1952) when ``compress``.
+
+    Compression is how the camper's normal mode keeps 4G data small: a batch of
+    a few minutes of readings repeats the same keys, and gzip takes it to a
+    fraction. Receivers tell the two forms apart by the first two bytes
+    (:data:`GZIP_MAGIC`); the inflated payload is the same JSON envelope.
+    """
+    raw = json.dumps(make_envelope(camper, stream, samples), separators=(",", ":"), ensure_ascii=False).encode()
+    return gzip_payload(raw) if compress else raw
+
+
+def gzip_payload(raw: bytes) -> bytes:
+    """gzip one JSON envelope (no file name, mtime 0: the same envelope gives the same bytes)."""
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return packer.compress(raw) + packer.flush()
+
+
+def inflate_payload(payload: bytes) -> bytes:
+    """The JSON envelope inside a gzip payload; ContractError when it is corrupt or inflates past :data:`MAX_INFLATED_BYTES`."""
+    unpacker = zlib.decompressobj(31)
+    try:
+        raw = unpacker.decompress(payload, MAX_INFLATED_BYTES)
+    except zlib.error as exc:
+        raise ContractError(f"corrupt gzip payload: {exc}") from exc
+    if unpacker.unconsumed_tail:
+        raise ContractError(f"gzip payload inflates past {MAX_INFLATED_BYTES} bytes")
+    if not unpacker.eof:
+        raise ContractError("truncated gzip payload")
+    return raw
 
 
 def decode_envelope(payload: bytes, topic_name: str | None = None) -> BaseModel:
     """Parse and validate a payload; ContractError says exactly what is wrong.
 
+    A gzip payload (:func:`encode_envelope` with ``compress``) is inflated first.
     When ``topic_name`` is given, the camper and stream of the payload must
     match the topic it arrived on (a camper cannot speak for another).
     """
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ContractError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    if payload[:2] == GZIP_MAGIC:
+        payload = inflate_payload(payload)
     if topic_name is not None:
         # Fast path (the ingest's hot loop): pydantic parses and validates the JSON in
         # one pass in Rust. Anything it refuses takes the slow path below, which

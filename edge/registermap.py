@@ -72,7 +72,8 @@ class DataType(StrEnum):
 
 WordOrder = Literal["low_first", "high_first"]
 
-_ENERGY_FIELDS = set(EnergySample.model_fields) - {"seq", "ts"}
+#: What a register can feed: every measured energy field (readings_n is the queue's, not a device's).
+_ENERGY_FIELDS = set(EnergySample.model_fields) - {"seq", "ts", "readings_n"}
 _NUMERIC_SPECS = field_specs()
 #: Contract fields that are not numbers with a unit.
 _FIELD_KINDS = {"charge_state": "state", "shore_power": "bool"}

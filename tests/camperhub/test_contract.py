@@ -74,10 +74,37 @@ def test_field_specs_carry_units_and_ranges():
     specs = c.field_specs()
     assert specs["battery_soc_pct"].unit == "%" and specs["battery_soc_pct"].maximum == 100
     assert specs["battery_current_a"].minimum < 0  # signed: positive = charging
-    assert all(name.endswith(("_v", "_a", "_w", "_pct", "_c", "_wh", "_cycles")) or name == "battery_cycles" for name in specs)
+    assert all(name.endswith(("_v", "_a", "_w", "_pct", "_c", "_wh", "_cycles")) or name in ("battery_cycles", "readings_n") for name in specs)
 
 
 def test_mode_command_needs_minutes_for_live():
     assert c.ModeCommand(mode="live", minutes=60).minutes == 60
     with pytest.raises(ValueError, match="minutes"):
         c.ModeCommand(mode="live")
+
+
+def test_a_gzip_envelope_decodes_like_its_json():
+    samples = [{"seq": i, "ts": 1764057600000 + i * 5000, "battery_voltage_v": 12.5, "charge_state": "float"} for i in range(1, 61)]
+    plain = c.encode_envelope("varese-1", "energy", samples)
+    packed = c.encode_envelope("varese-1", "energy", samples, compress=True)
+    assert packed[:2] == c.GZIP_MAGIC and len(packed) < len(plain) / 4
+    assert c.decode_envelope(packed, "camperhub/v1/varese-1/energy") == c.decode_envelope(plain, "camperhub/v1/varese-1/energy")
+
+
+def test_a_gzip_bomb_or_a_truncated_gzip_is_refused_with_its_reason():
+    bomb = c.gzip_payload(b"{" + b" " * (c.MAX_INFLATED_BYTES + 10) + b"}")
+    assert len(bomb) < c.MAX_PAYLOAD_BYTES
+    with pytest.raises(c.ContractError, match="inflates past"):
+        c.decode_envelope(bomb, "camperhub/v1/varese-1/energy")
+    packed = c.encode_envelope("varese-1", "energy", [{"seq": 1, "ts": 1764057600000}], compress=True)
+    with pytest.raises(c.ContractError, match="truncated gzip"):
+        c.decode_envelope(packed[:-6], "camperhub/v1/varese-1/energy")
+    with pytest.raises(c.ContractError, match="corrupt gzip"):
+        c.decode_envelope(c.GZIP_MAGIC + b"\x07" + bytes(7) + b"garbage", "camperhub/v1/varese-1/energy")
+
+
+def test_readings_lost_detail_checks_its_range():
+    ok = c.ReadingsLost(stream="energy", reason="dropped", seq_first=10, seq_last=20, n=11)
+    assert c.ReadingsLost.model_validate_json(ok.model_dump_json()) == ok
+    with pytest.raises(ValueError, match="seq_last before seq_first"):
+        c.ReadingsLost(stream="energy", reason="unsynced", seq_first=20, seq_last=10, n=1)
