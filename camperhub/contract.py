@@ -301,6 +301,10 @@ class ModeCommand(BaseModel):
 
     mode: Literal["normal", "live"]
     minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    issued_ts: int | None = Field(
+        default=None, ge=MIN_TS_MS, le=2**53,
+        description="When it was issued, Unix epoch ms: a command delivered late (the camper was offline) counts its minutes from here",
+    )
 
     @model_validator(mode="after")
     def _live_needs_duration(self) -> "ModeCommand":

@@ -44,7 +44,12 @@ devices:
     interval_s: 1
 queue:
   path: {folder / "queue.sqlite"}
-status_interval_s: 30
+clock:
+  trust_system: always     # a laptop has a real-time clock
+modes:
+  normal:
+    batch_interval_s: 0    # no 4G to spare here: every reading at once
+    status_interval_s: 30
 """
 
 

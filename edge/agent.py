@@ -15,14 +15,17 @@ import logging
 import signal
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from camperhub.contract import Stream
+from camperhub.contract import ModeCommand, Stream
+from camperhub.edge.clock import EdgeClock
 from camperhub.edge.config import EdgeConfig, device_name, resolved_transport
 from camperhub.edge.modbus_reader import Bus, DeviceReader
+from camperhub.edge.modes import ModeController
 from camperhub.edge.outbox import QueuedPublisher
+from camperhub.edge.peripherals import build_companions
 from camperhub.edge.publisher import Outbox
 from camperhub.edge.queue import QueueError
 from camperhub.edge.registermap import load_register_map
@@ -32,6 +35,16 @@ log = logging.getLogger(__name__)
 #: Exit status when a person must fix something (bad credentials): systemd's
 #: RestartPreventExitStatus keeps the unit from hammering the broker.
 EXIT_CONFIG = 78
+#: The agent's heartbeat: mode expiry, status when due, the status LED.
+TICK_S = 1.0
+
+
+class Companion(Protocol):
+    """Something that runs beside the polls for the agent's whole life (GPS reader, GPIO): edge/peripherals.py."""
+
+    async def run(self, agent: "EdgeAgent") -> None:
+        """Until cancelled; releases what it holds (sockets, pins, threads) on the way out."""
+        ...
 
 
 @dataclass
@@ -77,21 +90,46 @@ def group_by_interval(config: EdgeConfig, readers: list[DeviceReader]) -> list[C
 
 
 class EdgeAgent:
-    """Runs the poll cycles and the periodic status until stopped."""
+    """Runs the poll cycles, the mode's clock and the status heartbeat until stopped."""
 
-    def __init__(self, config: EdgeConfig, outbox: Outbox, readers: list[DeviceReader], buses: list[Bus]) -> None:
+    def __init__(
+        self,
+        config: EdgeConfig,
+        outbox: Outbox,
+        readers: list[DeviceReader],
+        buses: list[Bus],
+        *,
+        clock: EdgeClock | None = None,
+        modes: ModeController | None = None,
+        companions: Sequence[Companion] = (),
+    ) -> None:
         self.config = config
         self.outbox = outbox
         self.readers = readers
         self.buses = buses
+        self.clock = clock or EdgeClock("always")
+        self.modes = modes or ModeController(config.modes)
+        self.companions = list(companions)
         self.groups = group_by_interval(config, readers)
         self.counters: Counter[str] = Counter()
         self.last_error: str | None = None
+        #: set by the GPIO inputs when wired (edge/peripherals.py); None: no such input
+        self.shore_power: bool | None = None
+        self.in_service: bool | None = None
         self._stop = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._mode_changed = asyncio.Event()
+        self._status_due = True
 
-    async def run_cycle(self, group: CycleGroup) -> dict[str, Any] | None:
-        """Poll a group's devices at once; put the merged sample in the outbox."""
-        ts_ms = int(time.time() * 1000)
+    # -- readings ---------------------------------------------------------------
+    def take(self, stream: Stream, fields: dict[str, Any]) -> int:
+        """Stamp ``fields`` with the agent's clock and queue them (undated while the clock is not trusted)."""
+        stamp = self.clock.stamp()
+        return self.outbox.put(stream, {"ts": stamp.ts_ms, **fields}, undated=None if stamp.dated else (stamp.boot_id, stamp.boot_ms))
+
+    async def run_cycle(self, group: CycleGroup) -> dict[str, Any]:
+        """Poll a group's devices at once; queue the merged sample (empty when no device answered)."""
+        stamp = self.clock.stamp()
         results = await asyncio.gather(*(r.poll() for r in group.readers))
         fields: dict[str, Any] = {}
         for reader, result in zip(group.readers, results):
@@ -100,10 +138,12 @@ class EdgeAgent:
                 self.last_error = f"{reader.name}: {result.errors[-1]}"
         self.counters["cycles"] += 1
         if not fields:
+            # no device answered: an empty sample says so downstream (completeness: "device fault")
             self.counters["empty_cycles"] += 1
-            return None
-        sample = {"ts": ts_ms, **fields}
-        self.outbox.put(Stream.ENERGY, sample)
+        elif self.shore_power is not None and "shore_power" not in fields:
+            fields["shore_power"] = self.shore_power
+        sample = {"ts": stamp.ts_ms, **fields}
+        self.outbox.put(Stream.ENERGY, sample, undated=None if stamp.dated else (stamp.boot_id, stamp.boot_ms))
         self.counters["samples"] += 1
         return sample
 
@@ -112,29 +152,67 @@ class EdgeAgent:
         next_at = loop.time()
         while not self._stop.is_set():
             await self.run_cycle(group)
-            next_at += group.interval_s
+            interval = self.modes.poll_interval(group.interval_s)
+            next_at += interval
             delay = next_at - loop.time()
             if delay < 0:  # overran (slow device): skip missed ticks rather than bunching them
                 self.counters["overruns"] += 1
-                next_at = loop.time() + group.interval_s
-                delay = group.interval_s
-            try:
-                await asyncio.wait_for(self._stop.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
+                next_at = loop.time() + interval
+                delay = interval
+            if await self._sleep(delay, wake_on_mode=True):
+                next_at = loop.time()  # the mode changed: poll at the new rate from now
 
-    async def _status_loop(self) -> None:
+    async def _sleep(self, seconds: float, *, wake_on_mode: bool = False) -> bool:
+        """Wait ``seconds`` or until stopped; True when a mode change woke it."""
+        waits = [asyncio.ensure_future(self._stop.wait())]
+        if wake_on_mode:
+            waits.append(asyncio.ensure_future(self._mode_changed.wait()))
+        try:
+            done, _ = await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        return wake_on_mode and self._mode_changed.is_set() and not self._stop.is_set()
+
+    # -- the one-second tick: mode expiry, status, LED ------------------------------
+    async def _tick_loop(self) -> None:
         publish_status = getattr(self.outbox, "publish_status", None)
+        loop = asyncio.get_running_loop()
+        status_at = loop.time()
         while not self._stop.is_set():
-            try:
-                await asyncio.wait_for(self._stop.wait(), self.config.status_interval_s)
-            except asyncio.TimeoutError:
-                if callable(publish_status):
-                    publish_status()
+            self.modes.expire()
+            if self._mode_changed.is_set():
+                self._mode_changed.clear()
+            if callable(publish_status) and (self._status_due or loop.time() >= status_at):
+                self._status_due = False
+                status_at = loop.time() + self.modes.status_interval_s()
+                publish_status()
+            await self._sleep(TICK_S)
+
+    def mode_changed(self, mode: str, why: str) -> None:
+        """From any thread (paho's, gpiozero's): new poll rates now, and a status saying so."""
+        self._status_due = True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._mode_changed.set)
+
+    def command(self, name: str, payload: bytes) -> None:
+        """A downlink command (paho's thread); ValueError names what is wrong with it."""
+        if name != "mode":
+            raise ValueError(f"unknown command {name!r} (known: mode)")
+        try:
+            cmd = ModeCommand.model_validate_json(payload)
+        except ValueError as exc:
+            raise ValueError(f"bad cmd/mode payload: {exc}") from exc
+        log.info("cmd/mode %s", self.modes.command(cmd))
 
     def status_fields(self) -> dict[str, Any]:
-        """Extra fields for the retained status message."""
-        out: dict[str, Any] = {"mode": "normal"}
+        """The agent's fields of the retained status message."""
+        out: dict[str, Any] = {"mode": self.modes.mode, "clock": self.clock.source}
+        until = self.modes.live_until_ms()
+        if until is not None:
+            out["live_until_ts"] = until
+        if self.in_service is not None:
+            out["in_service"] = self.in_service
         if self.last_error:
             out["last_error"] = self.last_error[:500]
         return out
@@ -143,9 +221,11 @@ class EdgeAgent:
         self._stop.set()
 
     async def run(self) -> None:
-        """Until stop(): one task per interval group, plus the status heartbeat."""
+        """Until stop(): one task per interval group, plus the tick."""
+        self._loop = asyncio.get_running_loop()
         tasks = [asyncio.create_task(self._cycle_loop(g), name=f"cycle-{g.interval_s}s") for g in self.groups]
-        tasks.append(asyncio.create_task(self._status_loop(), name="status"))
+        tasks.append(asyncio.create_task(self._tick_loop(), name="tick"))
+        tasks += [asyncio.create_task(c.run(self), name=type(c).__name__) for c in self.companions]
         try:
             await self._stop.wait()
         finally:
@@ -182,16 +262,20 @@ async def run_agent(
         if agent is not None:
             loop.call_soon_threadsafe(agent.stop)
 
+    clock = EdgeClock(config.clock.trust_system)
+    modes = ModeController(config.modes, on_change=lambda mode, why: agent.mode_changed(mode, why) if agent else None)
     try:
         publisher = QueuedPublisher(
-            config.camper, config.mqtt, config.queue, on_fatal=fatal, status_extra=lambda: agent.status_fields() if agent else {}
+            config.camper, config.mqtt, config.queue, on_fatal=fatal, status_extra=lambda: agent.status_fields() if agent else {},
+            clock=clock, policy=modes.send_policy, on_command=lambda name, payload: agent.command(name, payload) if agent else None,
         )
     except QueueError as exc:
         for bus in buses:
             bus.close()
         log.error("stopped: %s (check queue.path in the edge config)", exc)
         return EXIT_CONFIG
-    agent = EdgeAgent(config, publisher, readers, buses)
+    clock.on_trusted = publisher.queue.restamp
+    agent = EdgeAgent(config, publisher, readers, buses, clock=clock, modes=modes, companions=build_companions(config))
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, agent.stop)

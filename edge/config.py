@@ -27,7 +27,10 @@ class _Strict(BaseModel):
 class MqttSettings(_Strict):
     url: str = Field(description="mqtt://user:pass@host:1883 or mqtts://... ; the user is the camper id")
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
-    keepalive_s: int = Field(default=30, ge=5, le=600)
+    keepalive_s: int = Field(
+        default=60, ge=5, le=600,
+        description="MQTT keepalive: the Last Will fires 1.5x this after the link dies; each idle period costs a PINGREQ/PINGRESP on 4G",
+    )
     ca_file: Path | None = None
     max_inflight: int = Field(default=20, ge=1, le=1000)
 
@@ -73,6 +76,46 @@ class GpsConfig(_Strict):
     nmea: str | None = Field(default=None, description="rtu-style serial URL of a raw NMEA receiver when there is no gpsd")
 
 
+class ClockConfig(_Strict):
+    """Which clock to trust for reading times (edge/clock.py): the Pi has no real-time clock."""
+
+    trust_system: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="auto: once the kernel says NTP synchronised it (as timedatectl); always: a machine with a real-time clock; never: GPS only",
+    )
+
+
+class NormalMode(_Strict):
+    """The everyday mode: small on 4G (ARCHITECTURE.md §11: at most 150 MB a month)."""
+
+    batch_interval_s: float = Field(default=300, ge=0, le=3600, description="Energy readings leave the queue together this often (0: at once)")
+    compress: bool = Field(default=True, description="gzip the envelopes (contract: a payload starting 1f 8b is a gzip'd envelope)")
+    status_interval_s: float = Field(default=300, ge=1, le=3600)
+
+
+class LiveMode(_Strict):
+    """The workshop mode: every device at 1 Hz, sent at once, for a while, then back to normal by itself."""
+
+    interval_s: float = Field(default=1.0, ge=0.2, le=60, description="Poll interval of every device while live")
+    compress: bool = False
+    status_interval_s: float = Field(default=30, ge=1, le=3600)
+    default_minutes: int = Field(default=60, ge=1, le=24 * 60, description="How long the workshop button switches live mode on")
+    max_minutes: int = Field(default=240, ge=1, le=24 * 60, description="Longest live period a command may ask for")
+
+
+class ModesConfig(_Strict):
+    normal: NormalMode = NormalMode()
+    live: LiveMode = LiveMode()
+
+
+class PositionConfig(_Strict):
+    """Position by distance and time (edge/position_filter.py): a parked camper sends a heartbeat, a moving one a trail."""
+
+    min_distance_m: float = Field(default=100, ge=0, le=100_000)
+    min_interval_s: float = Field(default=30, ge=0, le=86_400)
+    max_interval_s: float = Field(default=900, ge=1, le=86_400)
+
+
 class GpioConfig(_Strict):
     status_led: int | None = Field(default=None, ge=0, le=27)
     workshop_button: int | None = Field(default=None, ge=0, le=27)
@@ -109,7 +152,9 @@ class EdgeConfig(_Strict):
     gps: GpsConfig | None = None
     gpio: GpioConfig | None = None
     queue: QueueConfig = QueueConfig()
-    status_interval_s: float = Field(default=60, ge=1, le=3600)
+    clock: ClockConfig = ClockConfig()
+    modes: ModesConfig = ModesConfig()
+    position: PositionConfig = PositionConfig()
 
     def cross_check(self) -> list[tuple[PathKey, str]]:
         """Across devices: loadable maps, transports the devices speak, unique names and fields."""

@@ -21,6 +21,12 @@ publish as if delivered: the client cannot see it, the rows are deleted.
 
 The ``status`` stream is not queued: it is retained state, only the latest
 matters, and it is published directly as before.
+
+The send policy (:class:`camperhub.edge.modes.SendPolicy`) decides how energy
+leaves: in normal mode it waits ``batch_interval_s`` and then leaves the
+queue all at once in big gzip'd envelopes (few messages, few bytes on 4G); in
+live mode each reading goes at once. Positions and events never wait.
+Undated rows (taken before the clock was trusted) are never leased.
 """
 
 from __future__ import annotations
@@ -33,9 +39,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from camperhub.contract import ContractError, Stream, encode_envelope
+from camperhub.contract import MIN_TS_MS, ContractError, Stream, encode_envelope
+from camperhub.edge.clock import EdgeClock
 from camperhub.edge.config import MqttSettings, QueueConfig
-from camperhub.edge.publisher import MqttPublisher
+from camperhub.edge.modes import SendPolicy
+from camperhub.edge.publisher import CommandCallback, MqttPublisher
 from camperhub.edge.queue import DurableQueue, QueueError, Row
 
 log = logging.getLogger(__name__)
@@ -43,6 +51,10 @@ log = logging.getLogger(__name__)
 #: Samples per envelope when a backlog exists (the contract allows MAX_SAMPLES_PER_ENVELOPE).
 MAX_BATCH = 50
 MAX_BATCH_BYTES = 16 * 1024
+#: gzip'd envelopes carry more: fewer messages, better compression (inflated, well under MAX_INFLATED_BYTES).
+MAX_BATCH_COMPRESSED = 500
+MAX_BATCH_BYTES_COMPRESSED = 256 * 1024
+SEND_AT_ONCE = SendPolicy(0.0, False)
 QUEUED_STREAMS = (Stream.ENERGY, Stream.POSITION, Stream.EVENT)
 REFUSAL_BACKOFF_S = (1.0, 300.0)
 
@@ -63,6 +75,8 @@ class _StreamState:
     hold_until: float = 0.0  # after a refusal: not before this (monotonic)
     backoff_s: float = 0.0
     refused: bool = False
+    draining: bool = False  # a batch interval is up: send until nothing is left
+    next_batch_at: float = 0.0  # monotonic: when the next energy batch may leave (normal mode)
 
 
 @dataclass
@@ -82,16 +96,23 @@ class QueuedPublisher:
         *,
         on_fatal: Callable[[str], None] | None = None,
         status_extra: Callable[[], dict[str, Any]] | None = None,
+        clock: EdgeClock | None = None,
+        policy: Callable[[], SendPolicy] | None = None,
+        on_command: CommandCallback | None = None,
     ) -> None:
         self.camper = camper
         self.config = queue_config
+        self.clock = clock or EdgeClock("always")
         self.queue = DurableQueue(
-            queue_config.path, max_bytes=int(queue_config.max_mb * 2**20), max_age_s=queue_config.max_age_days * 86400
+            queue_config.path, max_bytes=int(queue_config.max_mb * 2**20), max_age_s=queue_config.max_age_days * 86400,
+            boot_id=self.clock.boot_id, clock=self.clock.stamp,
         )
         self._status_extra = status_extra or (lambda: {})
+        self.policy = policy or (lambda: SEND_AT_ONCE)
         self.link = MqttPublisher(
             camper, settings, self.queue, on_fatal=on_fatal, status_extra=self.status_fields,
-            on_ack=self._on_ack, max_inflight=queue_config.inflight,
+            on_ack=self._on_ack, max_inflight=queue_config.inflight, on_command=on_command,
+            now_ms=lambda: self.clock.stamp().ts_ms,
         )
         self.counters: Counter[str] = self.link.counters
         self.last_error: str | None = None
@@ -111,18 +132,23 @@ class QueuedPublisher:
     def connected(self) -> threading.Event:
         return self.link.connected
 
-    def put(self, stream: Stream, sample: dict[str, Any]) -> int:
-        """Validate and queue ``sample``; its ``seq`` (0 when invalid: counted, logged, not queued)."""
+    def put(self, stream: Stream, sample: dict[str, Any], *, undated: tuple[str, int] | None = None) -> int:
+        """Validate and queue ``sample``; its ``seq`` (0 when invalid: counted, logged, not queued).
+
+        ``undated`` = (boot id, ms since boot) when the clock is not trusted yet
+        (the sample's ``ts`` is then provisional and not validated).
+        """
         if stream is Stream.STATUS:
             return self.link.put(stream, sample)
         try:
-            encode_envelope(self.camper, stream, [{**sample, "seq": 0}])
+            probe = {**sample, "seq": 0, "ts": MIN_TS_MS} if undated else {**sample, "seq": 0}
+            encode_envelope(self.camper, stream, [probe])
         except (ContractError, ValueError) as exc:
             self.counters["invalid"] += 1
             log.error("not queueing an invalid %s sample (%s): %s", stream.value, exc, sample)
             return 0
         self.counters[f"taken.{stream.value}"] += 1
-        return self.queue.put(stream, sample)
+        return self.queue.put(stream, sample, undated=undated)
 
     def publish_status(self) -> None:
         self.link.publish_status()
@@ -130,7 +156,7 @@ class QueuedPublisher:
     def status_fields(self) -> dict[str, Any]:
         """Queue counters, the agent's fields and the latest error, for the retained status."""
         out = {**self.queue.stats(), **self._status_extra()}
-        errors = [e for e in (out.get("last_error"), self.last_error, self.link.last_refusal) if e]
+        errors = [e for e in (out.get("last_error"), self.last_error, self.link.last_refusal, self.queue.notice) if e]
         if errors:
             out["last_error"] = "; ".join(dict.fromkeys(errors))[:500]
         return out
@@ -178,7 +204,7 @@ class QueuedPublisher:
             log.error("ALARM %s", exc)
 
     def _pump(self) -> None:
-        """Hand paho the oldest committed rows, up to ``inflight`` envelopes."""
+        """Hand paho the oldest committed rows, up to ``inflight`` envelopes, as the send policy allows."""
         link = self.link
         with self._lock:
             if link.generation != self._generation:  # a new paho client: what was in flight is gone
@@ -186,27 +212,45 @@ class QueuedPublisher:
         if not link.connected.is_set() or link.fatal_error or self._stopping.is_set():
             return
         now = time.monotonic()
+        policy = self.policy()
+        limit, max_bytes = (MAX_BATCH_COMPRESSED, MAX_BATCH_BYTES_COMPRESSED) if policy.compress else (MAX_BATCH, MAX_BATCH_BYTES)
         for stream in QUEUED_STREAMS:
             while True:
                 with self._lock:
                     st = self._state.streams[stream]
                     if len(self._state.batches) >= self.config.inflight or now < st.hold_until:
                         break
+                    if stream is Stream.ENERGY and not self._batch_due(st, policy, now):
+                        break
                     if st.refused and st.inflight == 0:  # retry refused rows, oldest first
                         st.refused, st.cursor = False, 0
-                    rows = self.queue.lease(stream, st.cursor, MAX_BATCH, MAX_BATCH_BYTES)
+                    rows = self.queue.lease(stream, st.cursor, limit, max_bytes)
                     if not rows:
+                        if st.draining:  # everything committed has left: the next batch in one interval
+                            st.draining, st.next_batch_at = False, now + policy.batch_interval_s
                         break
                     batch = _Batch(stream, [r.id for r in rows], self._generation)
                     self._state.batches.add(batch)
                     st.inflight += 1
                     st.cursor = rows[-1].id
-                if link.send(stream, self._payload(stream, rows), batch) is None:
+                if link.send(stream, self._payload(stream, rows, policy.compress), batch) is None:
                     self._settle(batch, delivered=False, refused=False)
                     return
 
-    def _payload(self, stream: Stream, rows: list[Row]) -> bytes:
-        return encode_envelope(self.camper, stream, [r.sample() for r in rows])
+    @staticmethod
+    def _batch_due(st: _StreamState, policy: SendPolicy, now: float) -> bool:
+        """Normal mode: energy leaves every ``batch_interval_s``, then drains; live mode: at once."""
+        if policy.batch_interval_s <= 0 or st.draining:
+            return True
+        if now >= st.next_batch_at:
+            st.draining = True
+            return True
+        # a switch from live to normal must not hold readings for longer than one interval
+        st.next_batch_at = min(st.next_batch_at, now + policy.batch_interval_s)
+        return False
+
+    def _payload(self, stream: Stream, rows: list[Row], compress: bool) -> bytes:
+        return encode_envelope(self.camper, stream, [r.sample() for r in rows], compress=compress)
 
     def _forget_inflight(self, generation: int) -> None:
         for batch in self._state.batches:

@@ -35,7 +35,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from camperhub import __version__
-from camperhub.contract import STREAM_QOS, STREAM_RETAIN, ContractError, Stream, encode_envelope, topic
+from camperhub.contract import MIN_TS_MS, STREAM_QOS, STREAM_RETAIN, TOPIC_ROOT, ContractError, Stream, encode_envelope, topic
 from camperhub.edge.config import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,11 @@ SESSION_EXPIRY_S = 7 * 86400
 class Outbox(Protocol):
     """Where the agent puts samples; delivery is the outbox's business."""
 
-    def put(self, stream: Stream, sample: dict[str, Any]) -> int:
-        """Take one sample (with ``ts`` and fields, no ``seq``); return the ``seq`` given to it."""
+    def put(self, stream: Stream, sample: dict[str, Any], *, undated: tuple[str, int] | None = None) -> int:
+        """Take one sample (with ``ts`` and fields, no ``seq``); return the ``seq`` given to it.
+
+        ``undated`` = (boot id, ms since boot) while the clock is not trusted (``ts`` is then provisional).
+        """
         ...
 
 
@@ -62,6 +65,8 @@ class SeqSource(Protocol):
 
 #: Called from paho's thread for each PUBACK of a message sent with a token: (token, reason code).
 AckCallback = Callable[[Any, int], None]
+#: Called from paho's thread for each downlink command: (name, payload), e.g. ("mode", b'{"mode": "live", ...}').
+CommandCallback = Callable[[str, bytes], None]
 
 
 class MqttPublisher:
@@ -78,6 +83,8 @@ class MqttPublisher:
         max_queued: int = 10_000,
         on_ack: AckCallback | None = None,
         max_inflight: int | None = None,
+        on_command: CommandCallback | None = None,
+        now_ms: Callable[[], int] | None = None,
     ) -> None:
         self.camper = camper
         self.settings = settings
@@ -88,6 +95,9 @@ class MqttPublisher:
         self.max_queued = max_queued
         self.on_ack = on_ack
         self.max_inflight = max_inflight or settings.max_inflight
+        self.on_command = on_command
+        #: the time for status messages (the agent's clock; may be untrusted right after boot)
+        self.now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
         #: bumped for every new paho client: what the old one had in flight is gone
         self.generation = 0
         #: the latest refusal (PUBACK >= 0x80), for status ``last_error``
@@ -126,6 +136,7 @@ class MqttPublisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         return client
 
     def start(self) -> None:
@@ -172,6 +183,9 @@ class MqttPublisher:
             self.connected.set()
             self.counters["connects"] += 1
             log.info("connected to %s as MQTT %s", self.url.redacted(), "5" if self.protocol == mqtt.MQTTv5 else "3.1.1")
+            if self.on_command is not None:
+                # QoS 1 in the persistent session: a command sent while the camper was offline waits for it
+                client.subscribe(f"{TOPIC_ROOT}/{self.camper}/cmd/+", qos=1)
             self.publish_status()
             return
         if code == UNSUPPORTED_PROTOCOL or (code == 1 and self.protocol == mqtt.MQTTv5):
@@ -227,6 +241,18 @@ class MqttPublisher:
             self.counters["disconnects"] += 1
         self.connected.clear()
 
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        """A downlink command: hand it on; a bad one is logged and counted, never fatal."""
+        name = msg.topic.rsplit("/", 1)[-1]
+        self.counters["commands"] += 1
+        if self.on_command is None:
+            return
+        try:
+            self.on_command(name, msg.payload)
+        except Exception as exc:  # noqa: BLE001 - a bad command must not kill paho's thread
+            self.counters["bad_commands"] += 1
+            log.error("command %s refused: %s (payload %r)", name, exc, msg.payload[:200])
+
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any) -> None:
         with self._lock:
             if mid not in self._inflight:
@@ -248,7 +274,8 @@ class MqttPublisher:
 
     # -- publishing ------------------------------------------------------------
     def _status_payload(self, state: str) -> bytes:
-        sample: dict[str, Any] = {"ts": int(time.time() * 1000), "state": state, "agent_version": __version__}
+        # an untrusted clock right after boot may say 1970: the status is retained state, its time matters less than its arrival
+        sample: dict[str, Any] = {"ts": max(MIN_TS_MS, self.now_ms()), "state": state, "agent_version": __version__}
         sample["seq"] = self.seqs.next(Stream.STATUS)
         if state == "online":
             sample["uptime_s"] = round(time.monotonic() - self._started_monotonic, 1)
@@ -269,8 +296,8 @@ class MqttPublisher:
         with self._lock:
             return len(self._inflight)
 
-    def put(self, stream: Stream, sample: dict[str, Any]) -> int:
-        """Give ``sample`` a seq, validate the envelope, publish at QoS 1."""
+    def put(self, stream: Stream, sample: dict[str, Any], *, undated: tuple[str, int] | None = None) -> int:
+        """Give ``sample`` a seq, validate the envelope, publish at QoS 1 (no queue: ``undated`` is ignored)."""
         seq = self.seqs.next(stream)
         try:
             payload = encode_envelope(self.camper, stream, [{**sample, "seq": seq}])

@@ -57,7 +57,10 @@ devices:
     retries: 0
 queue:
   path: {tmp / "queue.sqlite"}
-status_interval_s: 1
+clock:
+  trust_system: always
+modes:
+  normal: {{batch_interval_s: 0, compress: false, status_interval_s: 1}}
 """
     return validate_yaml(EdgeConfig, text, "test-edge.yaml")
 

@@ -12,7 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from camperhub.contract import Stream
+from camperhub.contract import ReadingsLost, Stream
 from camperhub.edge.config import MqttSettings, QueueConfig
 from camperhub.edge.outbox import QueuedPublisher
 from camperhub.edge.queue import DurableQueue
@@ -69,7 +69,12 @@ def test_over_budget_old_readings_fold_into_minutes_then_drop(tmp_path: Path):
     q = DurableQueue(tmp_path / "q.sqlite", max_bytes=300)  # everything is folded: only dropping is left
     q.flush(now_ms=T0_MS)
     assert q.counters["folded"] == 295 and q.counters["dropped"] >= 1, "counters persisted and grown"
-    assert len(q.all_rows()) + q.counters["folded"] + q.counters["dropped"] == 300, "nothing leaves without a counter"
+    assert len(q.all_rows(Stream.ENERGY)) + q.counters["folded"] + q.counters["dropped"] == 300, "nothing leaves without a counter"
+    events = [r.sample() for r in q.all_rows(Stream.EVENT)]
+    assert events and all(e["kind"] == "alarm_readings_lost" for e in events), "and the server is told"
+    lost = [ReadingsLost.model_validate_json(e["detail"]) for e in events]
+    assert sum(x.n for x in lost) == 300 - sum(abs(r.n) for r in q.all_rows(Stream.ENERGY)), "in readings: a folded row stands for its minute"
+    assert {x.reason for x in lost} == {"dropped"} and lost[0].seq_first == 60
     q.close()
 
 
@@ -78,7 +83,8 @@ def test_age_budget(tmp_path: Path):
     _fill(q, 300)  # now = T0 + 300 s: the first three minutes are too old
     stats = q.stats(T0_MS + 300_000)
     assert stats["oldest_queued_s"] <= 120 and stats["queue_dropped"] >= 1
-    assert q.depth + stats["queue_folded"] + stats["queue_dropped"] == 300
+    assert len(q.all_rows(Stream.ENERGY)) == 2, "only the minutes over the age budget are dropped"
+    assert len(q.all_rows(Stream.ENERGY)) + stats["queue_folded"] + stats["queue_dropped"] == 300
     q.close()
 
 
@@ -86,7 +92,7 @@ CHILD = textwrap.dedent(
     """
     import os, sys, threading, time
     from pathlib import Path
-    from camperhub.contract import Stream
+    from camperhub.contract import ReadingsLost, Stream
     from camperhub.edge.queue import DurableQueue
     q = DurableQueue(Path(sys.argv[1]))
     rows = q.all_rows()
