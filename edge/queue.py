@@ -163,7 +163,8 @@ class DurableQueue:
         self._pending: list[_Pending] = []
         self._acked: set[int] = set()
         self._leased: set[int] = set()
-        self._restamps: dict[str, int] = {}
+        self._restamps: dict[str, int] = {}  # not yet applied to committed rows
+        self._offsets: dict[str, int] = {}  # every boot whose clock is known, for late puts
         self._boot_checked = boot_id is None
         self._oldest_ts: int | None = self._first_ts()
 
@@ -211,16 +212,20 @@ class DurableQueue:
         """
         body = json.dumps({k: v for k, v in sample.items() if k not in ("ts", "seq")}, separators=(",", ":"))
         boot_id, at_boot_ms = undated if undated is not None else (None, None)
+        ts = int(sample["ts"])
         with self._mem_lock:
+            if boot_id is not None and boot_id in self._offsets:  # stamped just before the clock became trusted
+                ts, undated = (at_boot_ms or 0) + self._offsets[boot_id], None
             seq = self._seq.get(stream.value, 0) + 1
             self._seq[stream.value] = seq
-            self._pending.append((stream.value, seq, int(sample["ts"]), body, boot_id, at_boot_ms, int(undated is None)))
+            self._pending.append((stream.value, seq, ts, body, boot_id, at_boot_ms, int(undated is None)))
         return seq
 
     def restamp(self, boot_id: str, offset_ms: int) -> None:
         """The clock of boot ``boot_id`` is now known: its undated rows get ``ts = boot_ms + offset_ms`` (next commit)."""
         with self._mem_lock:
             self._restamps[boot_id] = offset_ms
+            self._offsets[boot_id] = offset_ms
             self._pending = [
                 (st, seq, (bms or 0) + offset_ms, body, bid, bms, 1) if not dated and bid == boot_id else p
                 for p in self._pending

@@ -9,7 +9,10 @@ at), copies every row it can still read into a fresh file, carries over the
 ``seq`` counters (never reuse a ``seq`` the server may have seen), and says
 what it did (the queue's ``notice``, shown in status ``last_error``).
 
-Reading a damaged b-tree fails where the damage is, not before: rows are read
+A truncated file first gets a readable copy: SQLite refuses the whole file
+when its header promises more pages than there are, so the copy's header is
+set to the pages that exist (the damaged file itself is left as it was).
+Reading a damaged b-tree then fails where the damage is, not before: rows are read
 in ``id`` order in chunks and, at a failure, the scan probes ever further ids
 (1, 2, 4, ... past the last good one) until reads work again. The holes are
 what is lost.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,6 +33,23 @@ log = logging.getLogger(__name__)
 _CHUNK = 256
 _MAX_PROBE_EXP = 48
 _COLUMNS = "id, stream, seq, ts, n, body, boot_id, boot_ms, dated"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _readable_copy(damaged: Path) -> Path | None:
+    """A copy of ``damaged`` whose header counts only the whole pages present; None when it is no SQLite file."""
+    data = bytearray(damaged.read_bytes())
+    if len(data) < 100 or not data.startswith(_SQLITE_MAGIC):
+        return None
+    page_size = struct.unpack(">H", data[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        return None
+    pages = len(data) // page_size
+    data[28:32] = struct.pack(">I", pages)  # "database size in pages" (file format §1.3.7)
+    copy = damaged.with_name(damaged.name + ".readable")
+    copy.write_bytes(bytes(data[: pages * page_size]))
+    return copy
 
 
 def is_corruption(exc: sqlite3.DatabaseError) -> bool:
@@ -104,16 +125,20 @@ def quarantine_and_salvage(path: Path, exc: sqlite3.DatabaseError, connect: Call
     holes = 1
     seqs: list[tuple[object, ...]] | None = None
     counters: list[tuple[object, ...]] | None = None
-    try:
-        old = sqlite3.connect(f"file:{quarantined}?mode=ro", uri=True)
+    copy = _readable_copy(quarantined)
+    if copy is not None:  # else not a database at all: nothing to keep
         try:
-            rows, holes = _read_rows(old)
-            seqs = _read_table(old, "SELECT stream, last FROM seqs")
-            counters = _read_table(old, "SELECT name, value FROM counters")
+            old = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
+            try:
+                rows, holes = _read_rows(old)
+                seqs = _read_table(old, "SELECT stream, last FROM seqs")
+                counters = _read_table(old, "SELECT name, value FROM counters")
+            finally:
+                old.close()
+        except sqlite3.DatabaseError:
+            pass
         finally:
-            old.close()
-    except sqlite3.DatabaseError:
-        pass  # not a database at all: nothing to keep
+            copy.unlink(missing_ok=True)
     highest: dict[str, int] = {}
     for row in rows:
         stream, seq = str(row[1]), int(row[2])  # type: ignore[call-overload]

@@ -48,19 +48,21 @@ mqtt:
 devices:
   - map: victron-gx-solarcharger
     transport: tcp://127.0.0.1:{modbus_port}
-    interval_s: 0.3
+    interval_s: {extra.get("interval_s", 0.3)}
     exclude_fields: [battery_voltage_v, battery_temp_c]
   - map: victron-gx-battery
     transport: tcp://127.0.0.1:{extra.get("battery_port", modbus_port)}
-    interval_s: 0.3
+    interval_s: {extra.get("interval_s", 0.3)}
     timeout_s: 0.3
     retries: 0
 queue:
   path: {tmp / "queue.sqlite"}
+  commit_interval_s: {extra.get("commit_interval_s", 1.0)}
 clock:
-  trust_system: always
+  trust_system: {extra.get("trust_system", "always")}
 modes:
-  normal: {{batch_interval_s: 0, compress: false, status_interval_s: 1}}
+  normal: {extra.get("normal", "{batch_interval_s: 0, compress: false, status_interval_s: 1}")}
+  live: {extra.get("live", "{interval_s: 0.2, status_interval_s: 1}")}
 """
     return validate_yaml(EdgeConfig, text, "test-edge.yaml")
 
