@@ -95,6 +95,7 @@ def render_mosquitto_conf(
     persistence_dir: Path | None,
     user: str | None = None,
     log_dest: str | None = None,
+    tls: TlsListener | None = None,
 ) -> str:
     """A Mosquitto 2.x config for one plain listener with auth and ACL enforced.
 
@@ -125,7 +126,26 @@ def render_mosquitto_conf(
     if log_dest is not None:
         lines += [f"log_dest {log_dest}", "log_type error", "log_type warning", "log_type notice", "log_type information"]
     lines += ["", f"listener {int(port)} {bind}", "protocol mqtt"]
+    if tls is not None:
+        lines += [
+            "", f"listener {int(tls.port)} {tls.bind}", "protocol mqtt",
+            f"certfile {tls.certfile}", f"keyfile {tls.keyfile}", "tls_version tlsv1.2",
+        ]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class TlsListener:
+    """The campers' TLS listener: port, address, the server's certificate chain and key.
+
+    ``tls_version tlsv1.2`` is Mosquitto's minimum (1.3 is negotiated where both
+    sides have it): older versions are not offered to campers on the internet.
+    """
+
+    port: int
+    bind: str
+    certfile: Path
+    keyfile: Path
 
 
 _UPLINK_ORDER = (Stream.ENERGY, Stream.POSITION, Stream.EVENT, Stream.STATUS)

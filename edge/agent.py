@@ -195,6 +195,15 @@ class EdgeAgent:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._mode_changed.set)
 
+    def request_status(self) -> None:
+        """Publish the status at the next tick (something the staff should see changed)."""
+        self._status_due = True
+
+    def data_flowing(self) -> bool:
+        """True while readings reach the broker (the status LED: steady on), False while buffering."""
+        flowing = getattr(self.outbox, "flowing", None)
+        return bool(flowing()) if callable(flowing) else True
+
     def command(self, name: str, payload: bytes) -> None:
         """A downlink command (paho's thread); ValueError names what is wrong with it."""
         if name != "mode":

@@ -55,6 +55,8 @@ MAX_BATCH_BYTES = 16 * 1024
 MAX_BATCH_COMPRESSED = 500
 MAX_BATCH_BYTES_COMPRESSED = 256 * 1024
 SEND_AT_ONCE = SendPolicy(0.0, False)
+#: How much longer than the send policy's wait a reading may sit queued while data still "flows" (the LED).
+FLOWING_SLACK_S = 10.0
 QUEUED_STREAMS = (Stream.ENERGY, Stream.POSITION, Stream.EVENT)
 REFUSAL_BACKOFF_S = (1.0, 300.0)
 
@@ -152,6 +154,13 @@ class QueuedPublisher:
 
     def publish_status(self) -> None:
         self.link.publish_status()
+
+    def flowing(self) -> bool:
+        """Connected, and nothing waits longer than the send policy means it to (else: buffering)."""
+        if not self.link.connected.is_set() or self.link.fatal_error or self.link.last_refusal:
+            return False
+        waited_s = self.queue.stats()["oldest_queued_s"]
+        return waited_s <= self.policy().batch_interval_s + 2 * self.config.commit_interval_s + FLOWING_SLACK_S
 
     def status_fields(self) -> dict[str, Any]:
         """Queue counters, the agent's fields and the latest error, for the retained status."""

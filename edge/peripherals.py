@@ -1,22 +1,119 @@
 """What runs beside the Modbus polls: the GPS reader and the GPIO pins (edge/agent.py ``Companion``).
 
-Each companion turns a peripheral's events into the agent's terms: GPS fixes
-set the clock (edge/clock.py) and, through the distance-and-time throttle,
-become ``position`` readings; the workshop button switches live mode; shore
-power and the in-service switch become events and fields; the status LED
-shows whether data flows. Protocol I/O stays in edge/gps.py and edge/gpio.py.
+Each companion turns a peripheral's events into the agent's terms; protocol
+I/O stays in edge/gps.py and edge/gpio.py:
+
+* GPS: a fix with a time sets the clock (edge/clock.py: the Pi has no RTC);
+  positions go through the distance-and-time throttle in normal mode (small
+  on 4G), every fix in live mode. A position is stamped with the GPS's own
+  time. gpsd down or no fix is transient: the client reconnects, nothing else
+  waits for it.
+* GPIO: the workshop button toggles live mode (and is an ``event``), the
+  shore-power and in-service switches become events, the ``shore_power``
+  energy field and status ``in_service``; the status LED shows whether data
+  flows. No GPIO on the machine is for a person to fix: that companion logs
+  what to do and stops; the agent goes on without it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING
 
-from camperhub.edge.config import EdgeConfig
+from camperhub.contract import Stream
+from camperhub.edge.config import EdgeConfig, GpioConfig, PositionConfig
+from camperhub.edge.gpio import GpioError, GpioInputs, StatusLed
+from camperhub.edge.gps import GpsdClient
+from camperhub.edge.position_filter import PositionThrottle
 
 if TYPE_CHECKING:
-    from camperhub.edge.agent import Companion
+    from camperhub.edge.agent import Companion, EdgeAgent
+
+log = logging.getLogger(__name__)
+
+#: How often the status LED is brought up to date.
+LED_EVERY_S = 0.5
+
+
+class GpsCompanion:
+    """gpsd's fixes → the clock and ``position`` readings."""
+
+    def __init__(self, client: GpsdClient, position: PositionConfig) -> None:
+        self.client = client
+        self.throttle = PositionThrottle(position.min_distance_m, position.min_interval_s, position.max_interval_s)
+
+    async def run(self, agent: "EdgeAgent") -> None:
+        try:
+            async for fix in self.client.fixes():
+                if fix.time_ms is not None:
+                    agent.clock.gps_time(fix.time_ms, fix.boot_ms)
+                fields = fix.position_fields()
+                accepted = self.throttle.accept(fix, fix.boot_ms / 1000)  # always: it tracks fix lost/regained
+                if fields is None or not (accepted or agent.modes.mode == "live"):
+                    continue
+                if fix.time_ms is not None:
+                    agent.outbox.put(Stream.POSITION, {"ts": fix.time_ms, **fields})  # GPS time: trusted
+                else:
+                    agent.take(Stream.POSITION, fields)
+                agent.counters["positions"] += 1
+        finally:
+            await self.client.close()
+
+
+class GpioCompanion:
+    """The workshop button, the shore-power and in-service switches, and the status LED."""
+
+    def __init__(self, config: GpioConfig) -> None:
+        self.config = config
+
+    async def run(self, agent: "EdgeAgent") -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            led = StatusLed.from_config(self.config)
+            inputs = GpioInputs.from_config(
+                self.config,
+                on_button=lambda: loop.call_soon_threadsafe(self._button, agent),
+                on_shore_power=lambda on: loop.call_soon_threadsafe(self._shore_power, agent, on),
+                on_in_service=lambda on: loop.call_soon_threadsafe(self._in_service, agent, on),
+            )
+        except GpioError as exc:
+            agent.last_error = f"GPIO: {exc}"
+            log.error("GPIO disabled: %s", exc)
+            return
+        agent.shore_power, agent.in_service = inputs.shore_power, inputs.in_service
+        try:
+            while True:
+                if led is not None:
+                    led.show("flowing" if agent.data_flowing() else "buffering")
+                await asyncio.sleep(LED_EVERY_S)
+        finally:
+            inputs.close()
+            if led is not None:
+                led.close()  # off: the agent is down
+
+    @staticmethod
+    def _button(agent: "EdgeAgent") -> None:
+        mode = agent.modes.button()
+        agent.take(Stream.EVENT, {"kind": "button", "detail": f"workshop button: {mode} mode"})
+
+    @staticmethod
+    def _shore_power(agent: "EdgeAgent", on: bool) -> None:
+        agent.shore_power = on
+        agent.take(Stream.EVENT, {"kind": "shore_power_on" if on else "shore_power_off"})
+
+    @staticmethod
+    def _in_service(agent: "EdgeAgent", on: bool) -> None:
+        agent.in_service = on
+        agent.take(Stream.EVENT, {"kind": "service_start" if on else "service_stop"})
+        agent.request_status()
 
 
 def build_companions(config: EdgeConfig) -> list["Companion"]:
     """The companions the config asks for (none without ``gps:`` or ``gpio:``)."""
-    return []
+    out: list[Companion] = []
+    if config.gps is not None and config.gps.gpsd is not None:
+        out.append(GpsCompanion(GpsdClient.from_config(config.gps), config.position))
+    if config.gpio is not None:
+        out.append(GpioCompanion(config.gpio))
+    return out

@@ -4,7 +4,10 @@
 # free loopback ports; no system-wide service needs to be running.
 set -euo pipefail
 
-packages=(python3 python3-venv python3-pip mosquitto mosquitto-clients socat influxdb influxdb-client)
+# openssl: the TLS tests make a throw-away CA and server certificate at run time.
+# gpsd: the GPS tests start a private gpsd fed through a PTY (its client tools, gpsd-tools and
+# gpsd-clients with gpsfake, are not needed).
+packages=(python3 python3-venv python3-pip mosquitto mosquitto-clients socat influxdb influxdb-client gpsd openssl)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -20,3 +23,8 @@ echo "installing: ${missing[*]}"
 $SUDO apt-get update -qq
 # policy-rc.d-less containers may try to start the services: we never rely on them
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Debian's gpsd package enables gpsd.socket (systemd socket activation on 127.0.0.1:2947) where
+# systemd runs. The tests use free ports and never talk to it; on a Pi it is the gpsd the agent reads.
+if command -v ss >/dev/null 2>&1 && ss -ltn 2>/dev/null | grep -q ':2947 '; then
+  echo "note: something listens on port 2947 (the system gpsd); tests do not use it"
+fi

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.fixtures.gpsd import gpsd  # noqa: F401  (fixture)
 from tests.fixtures.influxdb import SESSION_PIDS, influx_server, influx_store  # noqa: F401  (fixtures)
 from tests.fixtures.mosquitto import mosquitto  # noqa: F401  (fixture)
 from tests.fixtures.serial_pty import serial_pty  # noqa: F401  (fixture)

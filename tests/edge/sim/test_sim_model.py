@@ -6,7 +6,6 @@ and the physics a reader of the dashboard would notice if it were wrong.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -16,7 +15,8 @@ from camperhub.contract import EnergySample
 from camperhub.edge.sim.model import VARESE, CamperModel, CamperSpec, SimClock
 
 ROME = ZoneInfo("Europe/Rome")
-ENERGY_FIELDS = set(EnergySample.model_fields) - {"seq", "ts"}
+#: Every measured field (readings_n is the edge queue's, not a device's).
+ENERGY_FIELDS = set(EnergySample.model_fields) - {"seq", "ts", "readings_n"}
 
 
 def local(*args: int) -> datetime:
@@ -85,13 +85,10 @@ def test_state_uses_the_clock() -> None:
 # -- contract and integration cost ------------------------------------------------
 
 
-def test_week_every_minute_is_fast_and_inside_the_contract() -> None:
+def test_a_week_every_minute_stays_inside_the_contract() -> None:
     start = local(2025, 6, 2)  # a Monday
     m = model(start, shore_power_w=0.0, weak_cell_mv=40.0, ageing_pct_per_month=2.0)
-    t0 = time.perf_counter()
     states = run(m, start, 7 * 24)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 4.0, f"a simulated week per minute took {elapsed:.1f} s"
     for i, (t, s) in enumerate(states):
         assert set(s) == ENERGY_FIELDS
         if i % 5 == 0:  # pydantic applies every ge/le of the contract and the enum
@@ -215,9 +212,7 @@ def test_ageing_battery_loses_health() -> None:
     start = local(2025, 3, 1)
     m = model(start, ageing_pct_per_month=2.0)
     assert m.state_at(start)["battery_soh_pct"] == 100.0
-    t0 = time.perf_counter()
     later = m.state_at(start + timedelta(days=90))
-    assert time.perf_counter() - t0 < 2.0  # a long gap is skipped, not integrated
     assert later["battery_soh_pct"] == pytest.approx(94.0, abs=0.01)  # 3 x 30 days at 2 %
 
 
