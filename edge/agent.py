@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -164,15 +163,21 @@ class EdgeAgent:
 
     async def _sleep(self, seconds: float, *, wake_on_mode: bool = False) -> bool:
         """Wait ``seconds`` or until stopped; True when a mode change woke it."""
+        changed = self._mode_changed  # this one is set (and replaced) by the next change only
         waits = [asyncio.ensure_future(self._stop.wait())]
         if wake_on_mode:
-            waits.append(asyncio.ensure_future(self._mode_changed.wait()))
+            waits.append(asyncio.ensure_future(changed.wait()))
         try:
-            done, _ = await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waits:
                 w.cancel()
-        return wake_on_mode and self._mode_changed.is_set() and not self._stop.is_set()
+        return wake_on_mode and changed.is_set() and not self._stop.is_set()
+
+    def _announce_mode_change(self) -> None:
+        """Wake every loop sleeping now, once: the event they wait on is set and replaced."""
+        changed, self._mode_changed = self._mode_changed, asyncio.Event()
+        changed.set()
 
     # -- the one-second tick: mode expiry, status, LED ------------------------------
     async def _tick_loop(self) -> None:
@@ -181,8 +186,6 @@ class EdgeAgent:
         status_at = loop.time()
         while not self._stop.is_set():
             self.modes.expire()
-            if self._mode_changed.is_set():
-                self._mode_changed.clear()
             if callable(publish_status) and (self._status_due or loop.time() >= status_at):
                 self._status_due = False
                 status_at = loop.time() + self.modes.status_interval_s()
@@ -193,7 +196,7 @@ class EdgeAgent:
         """From any thread (paho's, gpiozero's): new poll rates now, and a status saying so."""
         self._status_due = True
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._mode_changed.set)
+            self._loop.call_soon_threadsafe(self._announce_mode_change)
 
     def request_status(self) -> None:
         """Publish the status at the next tick (something the staff should see changed)."""

@@ -78,13 +78,15 @@ def bench_modbus_requests(cycles: int = 20) -> list[tuple[str, int, float, int]]
     return rows
 
 
-def _proc_cpu_s(pid: int) -> float:
+def proc_cpu_s(pid: int) -> float:
+    """CPU time (user + system) a process has used so far."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _proc_status_kb(pid: int, key: str) -> int:
+def proc_status_kb(pid: int, key: str) -> int:
+    """A ``/proc/PID/status`` figure in kB (VmRSS: resident now, VmHWM: peak resident)."""
     with open(f"/proc/{pid}/status", encoding="ascii") as fh:
         for line in fh:
             if line.startswith(key + ":"):
@@ -114,14 +116,16 @@ def bench_agent_cpu(duration_s: float) -> dict[str, float]:
                 f"    exclude_fields: [battery_voltage_v, battery_temp_c]\n"
                 f"  - map: victron-gx-battery\n    transport: tcp://127.0.0.1:{modbus_port}\n    interval_s: 1\n"
                 f"queue:\n  path: {tmp}/queue.sqlite\n"
+                # the laptop's clock is right; every reading sent at once (the 1 Hz live mode's traffic)
+                f"clock:\n  trust_system: always\nmodes:\n  normal: {{batch_interval_s: 0, compress: false}}\n"
             )
             proc = subprocess.Popen([sys.executable, "-m", "camperhub.cli", "edge", "--config", str(cfg)], stderr=subprocess.DEVNULL)
             try:
                 await asyncio.sleep(10)  # start-up (imports) is not the steady state
-                cpu0, t0, req0 = _proc_cpu_s(proc.pid), time.monotonic(), sim.requests
+                cpu0, t0, req0 = proc_cpu_s(proc.pid), time.monotonic(), sim.requests
                 await asyncio.sleep(duration_s)
-                cpu1, t1, req1 = _proc_cpu_s(proc.pid), time.monotonic(), sim.requests
-                rss_kb, hwm_kb = _proc_status_kb(proc.pid, "VmRSS"), _proc_status_kb(proc.pid, "VmHWM")
+                cpu1, t1, req1 = proc_cpu_s(proc.pid), time.monotonic(), sim.requests
+                rss_kb, hwm_kb = proc_status_kb(proc.pid, "VmRSS"), proc_status_kb(proc.pid, "VmHWM")
             finally:
                 proc.terminate()
                 proc.wait(10)

@@ -28,7 +28,7 @@ class MqttSettings(_Strict):
     url: str = Field(description="mqtt://user:pass@host:1883 or mqtts://... ; the user is the camper id")
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
     keepalive_s: int = Field(
-        default=60, ge=5, le=600,
+        default=60, ge=1, le=600,
         description="MQTT keepalive: the Last Will fires 1.5x this after the link dies; each idle period costs a PINGREQ/PINGRESP on 4G",
     )
     ca_file: Path | None = None
@@ -52,7 +52,7 @@ class DeviceConfig(_Strict):
     transport: str
     unit: int | None = Field(default=None, ge=0, le=255, description="Modbus unit id; the map's default when absent")
     name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
-    interval_s: float = Field(default=5.0, ge=0.2, le=3600)
+    interval_s: float = Field(default=5.0, ge=0.05, le=3600, description="Poll interval; below ~0.2 s only for time-compressed benchmarks")
     timeout_s: float | None = Field(default=None, gt=0, le=30)
     retries: int | None = Field(default=None, ge=0, le=10)
     exclude_fields: list[str] = Field(default_factory=list, description="Fields of the map not to publish from this device")

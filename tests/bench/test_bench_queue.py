@@ -5,17 +5,18 @@ Run: ``.venv/bin/pytest -m bench -s tests/bench/test_bench_queue.py``. Figures a
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from camperhub.contract import Stream
+from camperhub.edge.bench import proc_cpu_s, proc_status_kb
 from camperhub.edge.queue import DurableQueue
+from tests.edge.test_agent import _victron_sim
 from tests.edge.offline_helpers import T0_MS, samples
 from tests.fixtures.mosquitto import MosquittoBroker, MqttTestClient
 
@@ -64,25 +65,35 @@ def test_bytes_written_per_reading(tmp_path: Path):
     )
 
 
-PUBLISHER = textwrap.dedent(
-    """
-    import json, resource, sys, time
-    from pathlib import Path
-    from camperhub.edge.config import MqttSettings, QueueConfig
-    from camperhub.edge.outbox import QueuedPublisher
-    pub = QueuedPublisher("varese-1", MqttSettings(url=sys.argv[2]), QueueConfig(path=Path(sys.argv[1])))
-    t0, c0 = time.monotonic(), time.process_time()
-    pub.start()
-    while pub.queue.depth > 0 and time.monotonic() - t0 < 600:
-        time.sleep(0.05)
-    elapsed, cpu = time.monotonic() - t0, time.process_time() - c0
-    pub.stop()
-    print(json.dumps({"elapsed": elapsed, "cpu": cpu, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-    """
-)
+def _edge_yaml(tmp: Path, url: str, modbus_port: int) -> Path:
+    cfg = tmp / "edge.yaml"
+    cfg.write_text(textwrap.dedent(f"""
+        camper: varese-1
+        mqtt: {{url: "{url}"}}
+        devices:
+          - {{map: victron-gx-solarcharger, transport: "tcp://127.0.0.1:{modbus_port}", interval_s: 1, exclude_fields: [battery_voltage_v, battery_temp_c]}}
+          - {{map: victron-gx-battery, transport: "tcp://127.0.0.1:{modbus_port}", interval_s: 1}}
+        queue: {{path: "{tmp / 'q.sqlite'}", max_mb: 1024}}
+        clock: {{trust_system: always}}
+        modes: {{normal: {{batch_interval_s: 0, compress: false}}}}
+    """))
+    return cfg
 
 
-def test_replay_rate_of_a_day_at_1hz(mosquitto: MosquittoBroker, tmp_path: Path):
+class _Counter:
+    """Counts the energy samples received, parsing each message once (the test process must keep up)."""
+
+    def __init__(self, sub: MqttTestClient) -> None:
+        self.sub, self.seen, self.seqs = sub, 0, []
+
+    def __call__(self) -> int:
+        new, self.seen = self.sub.messages[self.seen :], len(self.sub.messages)
+        self.seqs += [s["seq"] for s in samples(new, "varese-1")]
+        return len(self.seqs)
+
+
+def test_replay_of_a_day_at_1hz_while_live_readings_flow(mosquitto: MosquittoBroker, tmp_path: Path):
+    """The real agent process: a 24-hour backlog in its queue, two simulated devices polled at 1 Hz."""
     camper = mosquitto.add_camper("varese-1")
     ingest = mosquitto.add_service("ingest", "ingest")
     q = DurableQueue(tmp_path / "q.sqlite", max_bytes=2**30)
@@ -90,25 +101,37 @@ def test_replay_rate_of_a_day_at_1hz(mosquitto: MosquittoBroker, tmp_path: Path)
         q.put(Stream.ENERGY, {"ts": T0_MS + i * 1000, **READING})
     q.flush(now_ms=T0_MS)
     q.close()
-    with MqttTestClient(mosquitto, ingest) as sub:
+    with _victron_sim() as sim, MqttTestClient(mosquitto, ingest) as sub:
         sub.connect()
         sub.subscribe("camperhub/v1/varese-1/energy")
-        proc = subprocess.Popen(
-            [sys.executable, "-c", PUBLISHER, str(tmp_path / "q.sqlite"), mosquitto.url(camper)],
-            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.getcwd()},
-        )
+        count = _Counter(sub)
+        cfg = _edge_yaml(tmp_path, mosquitto.url(camper), sim.listen.port)
+        proc = subprocess.Popen([sys.executable, "-m", "camperhub.cli", "edge", "--config", str(cfg)], stderr=subprocess.DEVNULL)
+        rss_mb: list[float] = []
         try:
-            sub.pump_until(lambda: len(samples(sub.messages, "varese-1")) >= 86_400, 600, "a day of readings")
-            out, _ = proc.communicate(timeout=60)
+            t0, cpu0 = time.monotonic(), proc_cpu_s(proc.pid)
+
+            def replayed() -> bool:
+                rss_mb.append(proc_status_kb(proc.pid, "VmRSS") / 1024)
+                return count() >= 86_400
+
+            sub.pump_until(replayed, 600, "the day's backlog")
+            t1, cpu1 = time.monotonic(), proc_cpu_s(proc.pid)
+            replay_peak = proc_status_kb(proc.pid, "VmHWM") / 1024
+            end = t1 + 60
+            sub.pump_until(lambda: count() < 0 or time.monotonic() >= end, 90, "a steady minute")
+            t2, cpu2 = time.monotonic(), proc_cpu_s(proc.pid)
+            steady_rss = proc_status_kb(proc.pid, "VmRSS") / 1024
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    fig = json.loads(out)
-    rate = 86_400 / fig["elapsed"]
-    seqs = [s["seq"] for s in samples(sub.messages, "varese-1")]
+            proc.terminate()
+            proc.wait(30)
+    seqs = count.seqs
+    live = len(seqs) - 86_400
+    rate = 86_400 / (t1 - t0)
     print(
-        f"\nreplay of 86,400 readings: {fig['elapsed']:.1f} s, {rate:.0f} readings/s = {rate:.0f}x real time at 1 Hz; "
-        f"publisher process CPU {fig['cpu']:.1f} s ({100 * fig['cpu'] / fig['elapsed']:.0f}% of a core), peak RSS {fig['rss_mb']:.0f} MB; "
-        f"in order: {seqs == list(range(1, 86_401))}"
+        f"\nreplay of 86,400 readings by the agent process while it polls 2 devices at 1 Hz: {t1 - t0:.1f} s = {rate:.0f} readings/s "
+        f"= {rate:.0f}x real time; CPU {100 * (cpu1 - cpu0) / (t1 - t0):.0f}% of a core, resident memory peak {replay_peak:.0f} MB "
+        f"(median {sorted(rss_mb)[len(rss_mb) // 2]:.0f} MB while replaying); then steady: CPU {100 * (cpu2 - cpu1) / (t2 - t1):.1f}% "
+        f"of a core, {steady_rss:.0f} MB; {live} live readings meanwhile; all in order, none twice: {seqs == sorted(set(seqs))} "
+        f"and none missing: {set(range(1, 86_401)) <= set(seqs)}"
     )
