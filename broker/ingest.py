@@ -19,6 +19,21 @@ its reason as a dead letter, counted, and acknowledged, so it never blocks the
 good messages behind it. While the store is down or slow, the batch is held
 and retried with back-off; the broker keeps the rest (unacked messages stop
 the flow at the session's receive maximum) and nothing is lost.
+
+Replays are harmless: a replayed sample has the same seq and ts, so its write
+lands on the same point and changes nothing. The ingest also watches ``seq``
+live, per (camper, stream), after each stored batch: it remembers the highest
+seq seen (learnt from the store's latest sample the first time a camper's
+stream shows up), counts a sample at or below it as ``replayed`` (or, when it
+is newer in time, as a ``seq_restarts``: the camper lost its queue file), and
+a jump that the sample's ``readings_n`` (a folded minute) does not explain as
+one of ``seq_gaps`` with its ``seq_missing`` readings, logged once at info
+level with the camper, stream and seq range: the data is fine, so it is no
+dead letter. This is best-effort: with MQTT 5 shared subscriptions several
+ingest processes split one camper's messages, so each sees gaps that another
+filled, and a gap filled later by a late replay stays counted. The account
+that holds is the completeness report, computed from the store
+(camperhub/completeness.py, ``camperhub completeness``).
 """
 
 from __future__ import annotations
@@ -122,6 +137,8 @@ class Ingest:
         self._flushed = threading.Event()
         self._client: mqtt.Client | None = None
         self.protocol = mqtt.MQTTv311 if settings.protocol == "3.1.1" else mqtt.MQTTv5
+        # (camper, stream) -> (highest seq, its ts) seen, None when the store had nothing (flusher thread only)
+        self._last_seq: dict[tuple[str, Stream], tuple[int, int] | None] = {}
 
     # -- MQTT --------------------------------------------------------------------
     def _subscriptions(self) -> list[str]:
@@ -296,6 +313,7 @@ class Ingest:
                 if batch is None:
                     return
             try:
+                self._seed_seqs(batch.samples)
                 self._store(batch)
             except (StoreUnavailable, StoreRejected, OSError) as exc:
                 # StoreRejected here means even the dead letters were refused (e.g. revoked
@@ -308,10 +326,50 @@ class Ingest:
                 continue
             backoff = 0.5
             self._ack(batch)
+            self._watch_seqs(batch.samples)
             self.counters["stored_samples"] += len(batch.samples)
             self.counters["batches"] += 1
             self._flushed.set()
             batch = None
+
+    # -- live seq watch (best-effort; the module docstring says why) --------------------
+    def _seed_seqs(self, samples: list[StoredSample]) -> None:
+        """Before a batch is written: the highest seq the store holds for each (camper, stream)
+        not seen yet. A store that does not answer leaves the key unseeded (watched from the
+        next batch on); it never holds up storing."""
+        known = self._last_seq
+        for camper, stream in {(s.camper, s.stream) for s in samples}.difference(known):
+            try:
+                latest = self.store.latest(camper, stream)
+            except StoreError as exc:
+                log.debug("no seq seed for %s/%s yet: %s", camper, stream.value, exc)
+                continue
+            seq = None if latest is None else latest.fields.get("seq")
+            known[(camper, stream)] = None if latest is None or not isinstance(seq, int) else (seq, latest.ts_ms)
+
+    def _watch_seqs(self, samples: list[StoredSample]) -> None:
+        """After a batch is stored: count replays, restarts and unexplained jumps of seq."""
+        known = self._last_seq
+        counters = self.counters
+        for s in samples:
+            key = (s.camper, s.stream)
+            if key not in known:
+                continue
+            seq = s.fields["seq"]
+            last = known[key]
+            if last is not None and seq <= last[0]:
+                if s.ts_ms <= last[1]:
+                    counters["replayed"] += 1
+                    continue
+                counters["seq_restarts"] += 1
+                log.info("seq of %s/%s restarted: %d after %d (a newer reading): the camper lost its seq counter", s.camper, s.stream.value, seq, last[0])
+            elif last is not None:
+                missing = seq - (s.fields.get("readings_n") or 1) - last[0]
+                if missing > 0:
+                    counters["seq_gaps"] += 1
+                    counters["seq_missing"] += missing
+                    log.info("seq gap on %s/%s: %d readings missing (seq %d..%d)", s.camper, s.stream.value, missing, last[0] + 1, last[0] + missing)
+            known[key] = (seq, s.ts_ms)
 
     # -- rollups and raw retention ------------------------------------------------
     def _maintain_loop(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from datetime import date
 from pathlib import Path
 
 
@@ -77,6 +78,48 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         for err in exc.errors():
             print(f"camperhub ingest: {err['msg']}", file=sys.stderr)
         return 78
+
+
+def cmd_completeness(args: argparse.Namespace) -> int:
+    """Per local day, what share of a camper's energy readings arrived and why the rest did not
+    (store settings from CAMPERHUB_* variables, like the ingest)."""
+    from pydantic import ValidationError
+
+    from camperhub.completeness import completeness, render_text
+    from camperhub.contract import is_valid_camper_id
+    from camperhub.settings import StoreSettings
+    from camperhub.store import open_store
+    from camperhub.store.base import StoreError
+
+    if not is_valid_camper_id(args.camper):
+        print(f"camperhub completeness: camper id {args.camper!r} is not [a-z0-9-]{{1,32}}", file=sys.stderr)
+        return 2
+    if args.end < args.start:
+        print(f"camperhub completeness: --end {args.end} is before --start {args.start}", file=sys.stderr)
+        return 2
+    try:
+        store = open_store(StoreSettings())
+    except ValidationError as exc:
+        for err in exc.errors():
+            print(f"camperhub completeness: {err['msg']}", file=sys.stderr)
+        return 78
+    except (StoreError, ValueError) as exc:
+        print(f"camperhub completeness: {exc}", file=sys.stderr)
+        return 78
+    try:
+        report = completeness(store, args.camper, args.start, args.end)
+    except StoreError as exc:
+        print(f"camperhub completeness: the store did not answer: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(report.model_dump_json(indent=2) if args.json else render_text(report), end="\n" if args.json else "")
+    return 0
+
+
+def _day(text: str) -> date:
+    """A YYYY-MM-DD argument (argparse turns the ValueError into a usage error)."""
+    return date.fromisoformat(text)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -188,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ingest", help="run the ingest: MQTT telemetry into the store (settings from CAMPERHUB_*)")
     s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("completeness", help="per local day, the share of a camper's readings that arrived and why the rest did not")
+    s.add_argument("camper")
+    s.add_argument("--start", type=_day, required=True, metavar="YYYY-MM-DD", help="first local day (Europe/Rome)")
+    s.add_argument("--end", type=_day, required=True, metavar="YYYY-MM-DD", help="last local day, included")
+    s.add_argument("--json", action="store_true", help="the report as JSON instead of a table")
+    s.set_defaults(func=cmd_completeness)
 
     s = sub.add_parser("check-config", help="validate an edge config or a register map")
     s.add_argument("files", nargs="+", metavar="FILE")

@@ -46,15 +46,29 @@ ARCHITECTURE.md §11; the arithmetic is in :mod:`camperhub.store.rollup`):
   minute is kept (InfluxDB's retention policies drop such a write too);
 * the ingest runs rollup() about every minute and prune_raw() every hour
   (broker/ingest.py); both are safe to run from several processes at once.
+
+Seq accounting (:meth:`Store.seq_summary`, for the completeness report of
+camperhub/completeness.py): every sample carries ``seq``, strictly increasing
+per camper and stream, so what did not arrive shows as a jump in ``seq``.
+Backends answer with per-period counts and only the samples where the
+sequence does not simply go on (a jump, a restart, a folded sample): a week
+of 5-s readings is 121,000 rows, of which usually a handful are such
+"breaks", and moving the handful instead of all rows is what keeps the
+report well under a second on InfluxDB (tests/bench/test_bench_completeness.py).
+It reads raw samples only: days whose raw was pruned (``prune_raw``, the raw
+retention) answer no samples. The per-minute rollups keep the count and the
+maximum of ``seq`` but cannot tell a reading from a device fault, nor where
+in the minute a jump was, so the report marks such days instead of guessing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import pandas as pd
 
 from camperhub.contract import Stream
@@ -86,6 +100,31 @@ class StoredSample:
     stream: Stream
     ts_ms: int
     fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SeqSummary:
+    """What :meth:`Store.seq_summary` answers: how the ``seq`` of a camper's stream ran.
+
+    ``periods``: one row per asked period ``[edges[i], edges[i+1])``, indexed by
+    its start (tz-aware UTC, name ``time``), every period present; int64
+    columns ``samples`` (samples with a ``seq``) and ``with_data`` (those with
+    at least one field besides ``seq`` and ``readings_n``: an energy sample
+    without one is a poll cycle in which no device answered).
+
+    ``breaks``: the samples of the window where the sequence does not simply
+    go on from the sample before it (in time; the one before may lie before
+    the window): ``seq`` is not the previous ``seq`` + 1, or the sample stands
+    for more than one reading (``readings_n``, folded on the camper), or no
+    sample comes before it. Indexed by the sample's time (UTC, name ``time``),
+    in time order; columns ``seq`` (int64), ``readings_n`` (int64, 1 when
+    absent), ``prev_seq`` (Int64, NA when nothing comes before) and
+    ``prev_time`` (datetime64 UTC, NaT then). Every other sample of the window
+    is exactly one more ``seq`` than the one before it.
+    """
+
+    periods: pd.DataFrame
+    breaks: pd.DataFrame
 
 
 @dataclass(frozen=True)
@@ -131,6 +170,14 @@ class Store(Protocol):
         are absent (a gap is a gap, never a zero). Without ``every``, the raw
         samples, at most MAX_ROWS of them (StoreRejected beyond). Columns are
         exactly ``fields``; a field never reported is a column of NaN.
+        """
+        ...
+
+    def seq_summary(self, camper: str, stream: Stream, edges: Sequence[datetime]) -> SeqSummary:
+        """How ``seq`` ran over ``[edges[0], edges[-1])``: counts per period between
+        consecutive ``edges`` (aware, strictly increasing) and the breaks of the
+        sequence (see :class:`SeqSummary`). Raw samples only. StoreRejected when
+        the window holds more than MAX_ROWS breaks (ask for a shorter window).
         """
         ...
 
@@ -185,3 +232,43 @@ def bounded_window(start: datetime, end: datetime | None, now: datetime | None =
 def empty_frame(fields: Sequence[str]) -> pd.DataFrame:
     """The frame of a window without data: the asked columns, no rows, a UTC time index."""
     return pd.DataFrame({f: pd.Series(dtype="float64") for f in fields}, index=pd.DatetimeIndex([], tz="UTC", name="time"))
+
+
+def check_edges(edges: Sequence[datetime]) -> list[datetime]:
+    """Period edges of :meth:`Store.seq_summary`: at least two, aware, strictly increasing."""
+    out = list(edges)
+    if len(out) < 2:
+        raise ValueError("seq_summary needs at least two edges (one period)")
+    if any(e.tzinfo is None for e in out):
+        raise ValueError("edges must be timezone-aware (UTC in storage)")
+    if any(b <= a for a, b in zip(out, out[1:])):
+        raise ValueError("edges must be strictly increasing")
+    return out
+
+
+def periods_frame(edges: Sequence[datetime], counts: Sequence[tuple[int, int]]) -> pd.DataFrame:
+    """The ``periods`` frame of a SeqSummary: (samples, with_data) per period, every period present."""
+    index = pd.DatetimeIndex(pd.to_datetime([e.astimezone(UTC) for e in edges[:-1]], utc=True), name="time").as_unit("ms")
+    return pd.DataFrame(
+        {"samples": np.array([c[0] for c in counts], dtype=np.int64), "with_data": np.array([c[1] for c in counts], dtype=np.int64)},
+        index=index,
+    )
+
+
+def breaks_frame(rows: Sequence[tuple[int, int, int | None, int | None, int | None]]) -> pd.DataFrame:
+    """The ``breaks`` frame of a SeqSummary from (ts_ms, seq, readings_n, prev_seq, prev_ts_ms) rows
+    in time order; MAX_ROWS (read at call time) bounds it."""
+    if len(rows) > MAX_ROWS:
+        raise StoreRejected(f"more than {MAX_ROWS} seq breaks in the window: ask for a shorter window")
+    ts = np.array([r[0] for r in rows], dtype=np.int64)
+    index = pd.DatetimeIndex(ts.astype("datetime64[ms]"), name="time").tz_localize("UTC")
+    prev_ts = pd.array([r[4] for r in rows], dtype="Int64")
+    return pd.DataFrame(
+        {
+            "seq": np.array([r[1] for r in rows], dtype=np.int64),
+            "readings_n": np.array([r[2] if r[2] is not None and r[2] >= 1 else 1 for r in rows], dtype=np.int64),
+            "prev_seq": pd.array([r[3] for r in rows], dtype="Int64"),
+            "prev_time": pd.to_datetime(prev_ts, unit="ms", utc=True).as_unit("ms"),
+        },
+        index=index,
+    )

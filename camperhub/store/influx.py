@@ -15,7 +15,9 @@ Rollups and raw retention (camperhub/store/influx_rollup.py): per-minute
 energy rollups go to measurement ``energy_1m`` of the database
 ``<database>_1m``, so the raw database may get a retention policy (1.x) or
 bucket retention (2.x/3.x) while the rollups stay forever; the minutes still
-to fold are kept in a local journal file (influx_journal.py).
+to fold are kept in a local journal file (influx_journal.py). The seq
+accounting of the completeness report (:meth:`InfluxStore.seq_summary`) is
+in influx_seqs.py.
 
 Field types are fixed by the contract models, not by the Python value: InfluxDB
 refuses a field whose type changes (``battery_soc_pct`` written as integer 70
@@ -43,7 +45,7 @@ import pandas as pd
 
 from camperhub.contract import MIN_TS_MS, STORAGE_KINDS, Stream, is_valid_camper_id
 from camperhub.settings import StoreSettings
-from camperhub.store import base, rollup
+from camperhub.store import base, influx_seqs, rollup
 from camperhub.store.base import (
     AGGREGATES,
     Aggregate,
@@ -299,6 +301,11 @@ class InfluxStore:
             raise StoreRejected(f"more than {max_rows} raw rows in the window: ask for an aggregate interval (every=...)")
         position = {c: i for i, c in enumerate(series[0]["columns"])} if rows else {}
         return [[r[0], *(r[position[f]] if f in position else None for f in wanted)] for r in rows]
+
+    def seq_summary(self, camper: str, stream: Stream, edges: Sequence[datetime]) -> base.SeqSummary:
+        """See Store.seq_summary and camperhub/store/influx_seqs.py (the server walks the samples;
+        only counts and breaks come back)."""
+        return influx_seqs.seq_summary(self, camper, Stream(stream), base.check_edges(edges))
 
     def campers(self) -> list[str]:
         """Campers of every stream and of the rollups (a camper whose raw was pruned keeps its history)."""

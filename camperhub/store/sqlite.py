@@ -17,6 +17,8 @@ writes mark their minutes in ``dirty_minute`` in the same transaction;
 :meth:`SqliteStore.rollup` folds them into ``energy_1m``, and aggregated energy
 reads of whole minutes take the folded buckets from there, the rest from raw.
 :meth:`SqliteStore.prune_raw` deletes old raw rows; the rollups stay.
+:meth:`SqliteStore.seq_summary` (the completeness report's seq accounting) is
+in sqlite_seqs.py.
 
 Schema changes are additive: when the contract gains a field, the column is
 added (ALTER TABLE ... ADD COLUMN) when the store is opened; columns are never
@@ -44,7 +46,7 @@ import pandas as pd
 
 from camperhub.contract import MIN_TS_MS, STORAGE_KINDS, Stream, is_valid_camper_id
 from camperhub.settings import StoreSettings
-from camperhub.store import base, rollup, sqlite_rollup
+from camperhub.store import base, rollup, sqlite_rollup, sqlite_seqs
 from camperhub.store.sqlite_rollup import SQL_TYPE
 from camperhub.store.base import (
     AGGREGATES,
@@ -427,6 +429,13 @@ class SqliteStore:
             f"WHERE camper = :c AND {tc} >= :s AND {tc} < :e GROUP BY lo) AS g ORDER BY g.lo"
         )
         return self._conn.execute(sql, {**p, "ev": every_ms}).fetchall()
+
+    def seq_summary(self, camper: str, stream: Stream, edges: Sequence[datetime]) -> base.SeqSummary:
+        """See :meth:`Store.seq_summary` and camperhub/store/sqlite_seqs.py: one read transaction."""
+        stream = Stream(stream)
+        edges = base.check_edges(edges)
+        with self._transaction(f"summarising the seq of {stream.value}", immediate=False):
+            return sqlite_seqs.seq_summary(self._conn, stream.value, list(self._columns[stream]), camper, edges)
 
     def campers(self) -> list[str]:
         """Distinct campers of every stream and of the rollups (a camper whose raw was pruned
