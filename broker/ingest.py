@@ -55,6 +55,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from camperhub.broker.receipts import Handled, handled_in_payload, receipts
 from camperhub.contract import TOPIC_ROOT, ContractError, Stream, decode_envelope, parse_topic
 from camperhub.mqtturl import MqttUrl
 from camperhub.settings import MqttClientSettings
@@ -80,6 +81,7 @@ class IngestSettings(MqttClientSettings):
     protocol: str = Field(default="auto", pattern=r"^(auto|5|3\.1\.1)$")
     rollup_every_s: float = Field(default=60, gt=0, description="Fold energy minutes into rollups at most this often")
     prune_every_s: float = Field(default=3600, gt=0, description="Delete raw energy past the store's raw retention this often")
+    receipts: bool = Field(default=True, description="Send each camper cmd/stored receipts (it keeps readings until then)")
 
 
 def ingest_settings() -> IngestSettings:
@@ -95,6 +97,7 @@ class _Pending:
     samples: list[StoredSample] = field(default_factory=list)
     letters: list[DeadLetter] = field(default_factory=list)
     acks: list[tuple[int, int, int]] = field(default_factory=list)  # (generation, mid, qos)
+    handled: list[Handled] = field(default_factory=list)  # seqs of the dead letters, for the receipts
     first_at: float = 0.0
 
     def __len__(self) -> int:
@@ -256,6 +259,7 @@ class Ingest:
             except ValueError:
                 pass
             letter = DeadLetter(int(now * 1000), msg.topic, exc.reason, bytes(msg.payload[:65536]), camper)
+            handled = handled_in_payload(msg.topic, msg.payload) if self.settings.receipts else []
             self.counters["dead_letters"] += 1
             log.warning("dead letter on %s: %s", msg.topic, exc.reason)
         with self._cond:
@@ -265,6 +269,7 @@ class Ingest:
             p.samples.extend(samples)
             if letter is not None:
                 p.letters.append(letter)
+                p.handled.extend(handled)
             p.acks.append((self._generation, msg.mid, msg.qos))
             # wake the flusher on a batch's first message (it then sleeps until the batch is due)
             # and when the batch is full
@@ -326,6 +331,7 @@ class Ingest:
                 continue
             backoff = 0.5
             self._ack(batch)
+            self._send_receipts(batch)
             self._watch_seqs(batch.samples)
             self.counters["stored_samples"] += len(batch.samples)
             self.counters["batches"] += 1
@@ -405,6 +411,15 @@ class Ingest:
         if self._maintainer is not None:
             self._maintainer.join(60)
             self._maintainer = None
+
+    def _send_receipts(self, batch: _Pending) -> None:
+        """Tell each camper what of its readings is now stored (it keeps them until then)."""
+        client = self._client
+        if client is None or not self.settings.receipts:
+            return
+        for topic_name, payload in receipts(batch.samples, batch.handled):
+            client.publish(topic_name, payload, qos=1)
+            self.counters["receipts"] += 1
 
     def _ack(self, batch: _Pending) -> None:
         client = self._client

@@ -47,9 +47,10 @@ def camper_acl_lines(name: str) -> list[str]:
 
 
 def service_acl_lines(role: ServiceRole) -> list[str]:
-    """The ACL rules of a service: read-only, the uplink streams (ingest) or everything (api)."""
+    """The ACL rules of a service: the uplink streams and the receipts (ingest), or reading everything (api)."""
     if role == "ingest":
-        return [f"topic read {TOPIC_ROOT}/+/{stream.value}" for stream in _UPLINK_ORDER]
+        # reads the uplink; writes only the receipts (cmd/stored) that let campers forget stored readings
+        return [f"topic read {TOPIC_ROOT}/+/{stream.value}" for stream in _UPLINK_ORDER] + [f"topic write {TOPIC_ROOT}/+/cmd/stored"]
     if role == "api":
         return [f"topic read {TOPIC_ROOT}/#"]
     raise ValueError(f"unknown service role {role!r} (expected 'ingest' or 'api')")

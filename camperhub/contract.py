@@ -313,6 +313,43 @@ class ModeCommand(BaseModel):
         return self
 
 
+class StoredReceipt(BaseModel):
+    """Downlink ``cmd/stored``: the server has stored these readings; the camper may forget them.
+
+    Why: the broker's PUBACK only says the broker has the message, and a broker
+    that crashes before it saved its queue (Mosquitto saves on a clean stop or
+    every ``autosave_interval``) loses what it acknowledged. The ingest sends a
+    receipt once the store accepted a batch; the camper keeps every reading
+    until its receipt comes, and sends it again when none comes in time
+    (edge ``queue.resend_after_s``; writes are idempotent, so a second copy
+    changes nothing).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stream: Literal["energy", "position", "event"]
+    seqs: list[tuple[int, int]] = Field(min_length=1, max_length=MAX_SAMPLES_PER_ENVELOPE, description="Inclusive seq ranges stored")
+
+    @field_validator("seqs")
+    @classmethod
+    def _ranges_ordered(cls, seqs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        for lo, hi in seqs:
+            if lo < 0 or hi < lo:
+                raise ValueError(f"seq range {lo}..{hi} is not 0 <= first <= last")
+        return seqs
+
+
+def seq_ranges(seqs: list[int]) -> list[tuple[int, int]]:
+    """Sorted, merged inclusive ranges of ``seqs`` (a receipt's ``seqs``)."""
+    out: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if out and seq == out[-1][1] + 1:
+            out[-1] = (out[-1][0], seq)
+        else:
+            out.append((seq, seq))
+    return out
+
+
 class ReadingsLost(BaseModel):
     """The ``detail`` (JSON) of an ``alarm_readings_lost`` event: readings the camper removed, and why.
 

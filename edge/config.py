@@ -141,6 +141,11 @@ class QueueConfig(_Strict):
     max_age_days: float = Field(default=30, gt=0, le=3650, description="Age budget of the oldest queued reading")
     commit_interval_s: float = Field(default=1.0, ge=0.05, le=60, description="Group commit period: a power cut loses at most this much")
     inflight: int = Field(default=20, ge=1, le=1000, description="Envelopes handed to paho at once (its ids wrap at 65,535)")
+    delete_on: Literal["stored", "broker"] = Field(
+        default="stored",
+        description="stored: a reading leaves the queue at the server's receipt (cmd/stored); broker: at the broker's PUBACK",
+    )
+    resend_after_s: float = Field(default=600, ge=1, le=7 * 86400, description="A reading the broker took but the server never confirmed is sent again after this")
 
 
 class EdgeConfig(_Strict):

@@ -12,7 +12,13 @@ One worker thread does the rest:
   its queue in memory and its message ids wrap at 65,535). A backlog therefore
   replays in order, oldest first, as fast as the broker acknowledges.
 
-A row leaves the queue only after a PUBACK with a success reason code. A
+A row leaves the queue only once the server stored it: the ingest sends a
+receipt (``cmd/stored``, :class:`camperhub.contract.StoredReceipt`) after its
+store accepted the batch. A PUBACK only says the broker has it (and a broker
+that crashes before saving its queue loses what it acknowledged), so a row
+the broker took waits for its receipt and is sent again when none came within
+``queue.resend_after_s`` (``queue.delete_on: broker`` deletes at the PUBACK,
+for a server without receipts). Until the PUBACK, a row is in flight. A
 refusal (MQTT 5 reason code >= 0x80, e.g. 135 'not authorized' from the ACL)
 keeps the rows queued, is counted, logged as an ALARM and shown in status
 ``last_error``; the stream is retried from its oldest row with an exponential
@@ -39,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from camperhub.contract import MIN_TS_MS, ContractError, Stream, encode_envelope
+from camperhub.contract import MIN_TS_MS, ContractError, Stream, StoredReceipt, encode_envelope
 from camperhub.edge.clock import EdgeClock
 from camperhub.edge.config import MqttSettings, QueueConfig
 from camperhub.edge.modes import SendPolicy
@@ -67,6 +73,7 @@ class _Batch:
 
     stream: Stream
     ids: list[int]
+    seqs: list[int]
     generation: int
 
 
@@ -76,7 +83,7 @@ class _StreamState:
     inflight: int = 0
     hold_until: float = 0.0  # after a refusal: not before this (monotonic)
     backoff_s: float = 0.0
-    refused: bool = False
+    rewind: bool = False  # resend from the oldest unsent row once nothing of this stream is in flight
     draining: bool = False  # a batch interval is up: send until nothing is left
     next_batch_at: float = 0.0  # monotonic: when the next energy batch may leave (normal mode)
 
@@ -110,10 +117,11 @@ class QueuedPublisher:
             boot_id=self.clock.boot_id, clock=self.clock.stamp,
         )
         self._status_extra = status_extra or (lambda: {})
+        self._agent_command = on_command
         self.policy = policy or (lambda: SEND_AT_ONCE)
         self.link = MqttPublisher(
             camper, settings, self.queue, on_fatal=on_fatal, status_extra=self.status_fields,
-            on_ack=self._on_ack, max_inflight=queue_config.inflight, on_command=on_command,
+            on_ack=self._on_ack, max_inflight=queue_config.inflight, on_command=self._on_command,
             now_ms=lambda: self.clock.stamp().ts_ms,
         )
         self.counters: Counter[str] = self.link.counters
@@ -204,6 +212,14 @@ class QueuedPublisher:
             self._wake.clear()
 
     def _flush(self) -> None:
+        if self.config.delete_on == "stored":
+            expired = self.queue.take_expired(self.config.resend_after_s)
+            if expired:
+                self.counters["resent_unconfirmed"] += expired
+                log.warning("%d readings sent %.0f s ago have no receipt from the server: sending them again", expired, self.config.resend_after_s)
+                with self._lock:
+                    for st in self._state.streams.values():
+                        st.rewind = True
         try:
             self.queue.flush()
             self.last_error = None
@@ -231,14 +247,14 @@ class QueuedPublisher:
                         break
                     if stream is Stream.ENERGY and not self._batch_due(st, policy, now):
                         break
-                    if st.refused and st.inflight == 0:  # retry refused rows, oldest first
-                        st.refused, st.cursor = False, 0
+                    if st.rewind and st.inflight == 0:  # refused or unconfirmed rows again, oldest first
+                        st.rewind, st.cursor = False, 0
                     rows = self.queue.lease(stream, st.cursor, limit, max_bytes)
                     if not rows:
                         if st.draining:  # everything committed has left: the next batch in one interval
                             st.draining, st.next_batch_at = False, now + policy.batch_interval_s
                         break
-                    batch = _Batch(stream, [r.id for r in rows], self._generation)
+                    batch = _Batch(stream, [r.id for r in rows], [r.seq for r in rows], self._generation)
                     self._state.batches.add(batch)
                     st.inflight += 1
                     st.cursor = rows[-1].id
@@ -269,6 +285,19 @@ class QueuedPublisher:
             st.cursor, st.inflight = 0, 0
         self._generation = generation
 
+    def _on_command(self, name: str, payload: bytes) -> None:
+        """From paho's thread: ``cmd/stored`` receipts are the queue's; the rest are the agent's."""
+        if name != "stored":
+            if self._agent_command is None:
+                raise ValueError(f"unknown command {name!r}")
+            self._agent_command(name, payload)
+            return
+        try:
+            receipt = StoredReceipt.model_validate_json(payload)
+        except ValueError as exc:
+            raise ValueError(f"bad cmd/stored receipt: {exc}") from exc
+        self.counters["confirmed"] += self.queue.confirm(Stream(receipt.stream), receipt.seqs)
+
     def _on_ack(self, token: Any, code: int) -> None:
         """From paho's thread: a PUBACK for one of our envelopes."""
         if isinstance(token, _Batch):
@@ -283,12 +312,15 @@ class QueuedPublisher:
             st = self._state.streams[batch.stream]
             st.inflight -= 1
             if delivered:
-                self.queue.ack(batch.ids)
+                if self.config.delete_on == "broker":
+                    self.queue.ack(batch.ids)
+                else:  # kept until the server's receipt (cmd/stored)
+                    self.queue.mark_sent(batch.stream, list(zip(batch.ids, batch.seqs)))
                 self.counters["delivered"] += len(batch.ids)
                 st.backoff_s = 0.0
                 return
             self.queue.release(batch.ids)
-            st.refused = True  # resend from the oldest row once nothing of this stream is in flight
+            st.rewind = True
             if not refused:
                 return
             self.counters["refused_samples"] += len(batch.ids)

@@ -42,6 +42,7 @@ what can still be read of it is carried into a fresh file
 
 from __future__ import annotations
 
+import bisect
 import json
 import sqlite3
 import threading
@@ -163,6 +164,7 @@ class DurableQueue:
         self._pending: list[_Pending] = []
         self._acked: set[int] = set()
         self._leased: set[int] = set()
+        self._sent: dict[int, tuple[str, int, float]] = {}  # id -> (stream, seq, monotonic sent): awaiting the server's receipt
         self._restamps: dict[str, int] = {}  # not yet applied to committed rows
         self._offsets: dict[str, int] = {}  # every boot whose clock is known, for late puts
         self._boot_checked = boot_id is None
@@ -246,13 +248,13 @@ class DurableQueue:
         with self._db_lock:
             cur = self._db.execute(
                 "SELECT id, seq, ts, n, body FROM samples WHERE stream=? AND id>? AND dated=1 ORDER BY id LIMIT ?",
-                (stream.value, after_id, limit + len(self._acked)),
+                (stream.value, after_id, limit + len(self._acked) + len(self._sent)),
             )
             out: list[Row] = []
             size = 0
             with self._mem_lock:
                 for rid, seq, ts, n, body in cur:
-                    if rid in self._acked:
+                    if rid in self._acked or rid in self._sent:
                         continue
                     if out and (len(out) >= limit or size + len(body) + 40 > max_bytes):
                         break
@@ -267,8 +269,45 @@ class DurableQueue:
             self._acked.update(ids)
             self._leased.difference_update(ids)
 
+    def mark_sent(self, stream: Stream, rows: list[tuple[int, int]]) -> None:
+        """The broker has these (id, seq) rows; they stay until the server's receipt (:meth:`confirm`)."""
+        now = time.monotonic()
+        with self._mem_lock:
+            for rid, seq in rows:
+                self._leased.discard(rid)
+                self._sent[rid] = (stream.value, seq, now)
+
+    def confirm(self, stream: Stream, ranges: list[tuple[int, int]]) -> int:
+        """The server stored ``stream``'s seqs in these inclusive ranges: those rows go at the next flush."""
+        starts = [lo for lo, _ in ranges]
+        done: list[int] = []
+        with self._mem_lock:
+            for rid, (st, seq, _t) in self._sent.items():
+                if st != stream.value:
+                    continue
+                i = bisect.bisect_right(starts, seq) - 1
+                if i >= 0 and seq <= ranges[i][1]:
+                    done.append(rid)
+            for rid in done:
+                del self._sent[rid]
+            self._acked.update(done)
+        return len(done)
+
+    def take_expired(self, older_than_s: float) -> int:
+        """Sent rows whose receipt did not come within ``older_than_s``: queued again (to be resent); how many."""
+        limit = time.monotonic() - older_than_s
+        with self._mem_lock:
+            expired = [rid for rid, (_s, _q, t) in self._sent.items() if t < limit]
+            for rid in expired:
+                del self._sent[rid]
+        return len(expired)
+
     def release(self, ids: list[int]) -> None:
-        """These rows are no longer in flight (refused, or their connection is gone): they stay queued."""
+        """These rows are no longer in flight (refused, or their connection is gone): they stay queued.
+
+        Rows the broker had already taken (:meth:`mark_sent`) are not released
+        by a lost connection: they wait for their receipt or their expiry.
+        """
         with self._mem_lock:
             self._leased.difference_update(ids)
 
@@ -398,7 +437,7 @@ class DurableQueue:
 
     def _fold_oldest(self) -> bool:
         with self._mem_lock:
-            leased = set(self._leased) | self._acked
+            leased = set(self._leased) | self._acked | set(self._sent)
         found = self._db.execute(
             "SELECT id, seq, ts, n, body, dated, boot_id FROM samples WHERE stream='energy' AND n>0 ORDER BY id LIMIT ?",
             (FOLD_CHUNK + 1,),
@@ -436,7 +475,7 @@ class DurableQueue:
     def _drop_oldest(self, now_ms: int | None) -> bool:
         """Over the size budget: the oldest rows, energy first. Only over the age budget: just the rows too old."""
         with self._mem_lock:
-            leased = set(self._leased) | self._acked
+            leased = set(self._leased) | self._acked | set(self._sent)
         if self._bytes > self.max_bytes:
             query, args = "SELECT id, stream, seq, n FROM samples ORDER BY stream!='energy', id LIMIT ?", ()
         else:

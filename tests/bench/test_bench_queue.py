@@ -73,7 +73,7 @@ def _edge_yaml(tmp: Path, url: str, modbus_port: int) -> Path:
         devices:
           - {{map: victron-gx-solarcharger, transport: "tcp://127.0.0.1:{modbus_port}", interval_s: 1, exclude_fields: [battery_voltage_v, battery_temp_c]}}
           - {{map: victron-gx-battery, transport: "tcp://127.0.0.1:{modbus_port}", interval_s: 1}}
-        queue: {{path: "{tmp / 'q.sqlite'}", max_mb: 1024}}
+        queue: {{path: "{tmp / 'q.sqlite'}", max_mb: 1024, delete_on: broker}}
         clock: {{trust_system: always}}
         modes: {{normal: {{batch_interval_s: 0, compress: false}}}}
     """))

@@ -74,7 +74,7 @@ def test_re_adding_replaces_the_block_and_keeps_others(tmp_path: Path) -> None:
     assert [line.split(":")[0] for line in (tmp_path / "passwd").read_text().splitlines()] == ["ingest", "como-2", "varese-1"]
 
 
-def test_service_blocks_are_read_only(tmp_path: Path) -> None:
+def test_service_blocks_read_the_uplink_and_the_ingest_writes_only_receipts(tmp_path: Path) -> None:
     acl = tmp_path / "acl"
     add_service("ingest", "ingest", tmp_path / "passwd", acl)
     add_service("api", "api", tmp_path / "passwd", acl)
@@ -84,6 +84,7 @@ def test_service_blocks_are_read_only(tmp_path: Path) -> None:
         "topic read camperhub/v1/+/position\n"
         "topic read camperhub/v1/+/event\n"
         "topic read camperhub/v1/+/status\n"
+        "topic write camperhub/v1/+/cmd/stored\n"
         "\n"
         "user api\n"
         "topic read camperhub/v1/#\n"

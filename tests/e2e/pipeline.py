@@ -156,6 +156,7 @@ class EdgeSettings:
     batch_interval_s: float = 1.0
     compress: bool = True
     devices: bool = True
+    resend_after_s: float = 5.0  # a reading the broker took but the server never confirmed is sent again
 
 
 def edge_yaml(s: EdgeSettings, modbus_port: int | None, queue_path: Path) -> str:
@@ -177,6 +178,7 @@ mqtt:
 {devices}queue:
   path: {queue_path}
   commit_interval_s: {s.commit_interval_s}
+  resend_after_s: {s.resend_after_s}
 clock:
   trust_system: always
 modes:
@@ -205,6 +207,15 @@ def committed_last_seq(queue_path: Path) -> int:
     finally:
         db.close()
     return 0 if row is None else int(row[0])
+
+
+def queued_rows(queue_path: Path) -> int:
+    """Energy rows in a (running) agent's queue file, read-only."""
+    db = sqlite3.connect(f"file:{queue_path}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM samples WHERE stream='energy'").fetchone()[0])
+    finally:
+        db.close()
 
 
 def integrity(queue_path: Path) -> str:
@@ -373,6 +384,8 @@ class Pipeline:
         assert last > 0, "the agent committed no reading"
         drain = self.start_agent(EdgeSettings(self.broker_url, devices=False), name="agent-drain")
         self._wait_all_stored(last, timeout_s)
+        # the agent forgets a reading at the server's receipt (cmd/stored), one commit after it came
+        wait_for(lambda: queued_rows(self.queue_path) == 0, timeout_s, "the receipts emptying the queue", self.diagnostics)
         code = drain.stop()
         assert code == 0, f"the draining agent exited with {code}\n{drain.log_tail()}"
         assert self.committed() == last, "the draining run took no reading"

@@ -58,6 +58,7 @@ devices:
 queue:
   path: {tmp / "queue.sqlite"}
   commit_interval_s: {extra.get("commit_interval_s", 1.0)}
+  delete_on: {extra.get("delete_on", "broker")}   # no ingest here to send receipts
 clock:
   trust_system: {extra.get("trust_system", "always")}
 modes:
@@ -234,7 +235,7 @@ def test_last_will_says_offline_when_the_agent_dies(mosquitto: MosquittoBroker, 
         cfg.write_text(
             f"camper: varese-1\nmqtt:\n  url: {mosquitto.url(camper)}\n  keepalive_s: 5\n"
             f"devices:\n  - map: victron-gx-battery\n    transport: tcp://127.0.0.1:{sim.listen.port}\n    interval_s: 0.5\n"
-            f"queue:\n  path: {tmp_path / 'q.sqlite'}\n"
+            f"queue:\n  path: {tmp_path / 'q.sqlite'}\n  delete_on: broker\n"
         )
         proc = subprocess.Popen([sys.executable, "-m", "camperhub.cli", "edge", "--config", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

@@ -15,7 +15,7 @@ from tests.fixtures.mosquitto import MosquittoBroker
 
 
 def _with_queue(config: EdgeConfig, **queue: Any) -> EdgeConfig:
-    return config.model_copy(update={"queue": QueueConfig(path=config.queue.path, **queue)})
+    return config.model_copy(update={"queue": QueueConfig(path=config.queue.path, delete_on="broker", **queue)})
 
 
 def _statuses(sub: DurableSubscriber) -> list[dict[str, Any]]:

@@ -154,7 +154,7 @@ def test_a_power_cut_loses_at_most_the_last_commit_interval(tmp_path: Path):
 
 
 def _publisher(camper: str, url: str, tmp: Path, **queue: object) -> QueuedPublisher:
-    cfg = QueueConfig(path=tmp / "queue.sqlite", **queue)  # type: ignore[arg-type]
+    cfg = QueueConfig(path=tmp / "queue.sqlite", **{"delete_on": "broker", **queue})  # type: ignore[arg-type]
     return QueuedPublisher(camper, MqttSettings(url=url), cfg)
 
 

@@ -112,3 +112,21 @@ def test_a_queue_file_from_before_the_clock_columns_is_migrated(tmp_path: Path):
     q = DurableQueue(path)
     assert [r.seq for r in _lease_all(q)] == [7], "old rows are dated"
     q.close()
+
+
+def test_a_sent_reading_stays_until_its_receipt_and_is_resent_when_none_comes(tmp_path: Path):
+    q = DurableQueue(tmp_path / "q.sqlite")
+    for i in range(10):
+        q.put(Stream.ENERGY, energy(i, T0_MS + 1000 * i))
+    q.flush(now_ms=T0_MS)
+    rows = _lease_all(q)
+    q.mark_sent(Stream.ENERGY, [(r.id, r.seq) for r in rows])  # the broker's PUBACK
+    assert _lease_all(q) == [] and q.depth == 10, "kept, and not sent twice meanwhile"
+    assert q.confirm(Stream.ENERGY, [(1, 3), (7, 7)]) == 4
+    assert q.confirm(Stream.POSITION, [(1, 10)]) == 0, "another stream's receipt"
+    q.flush(now_ms=T0_MS)
+    assert [r.seq for r in q.all_rows()] == [4, 5, 6, 8, 9, 10]
+    assert q.take_expired(3600) == 0
+    assert q.take_expired(0) == 6, "no receipt in time: queued again"
+    assert [r.seq for r in _lease_all(q)] == [4, 5, 6, 8, 9, 10]
+    q.close()
