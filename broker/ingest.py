@@ -55,7 +55,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from camperhub.broker.receipts import Handled, handled_in_payload, receipts
+from camperhub.broker.receipts import Handled, ReceiptBatcher, handled_in_payload
 from camperhub.contract import TOPIC_ROOT, ContractError, Stream, decode_envelope, parse_topic
 from camperhub.mqtturl import MqttUrl
 from camperhub.settings import MqttClientSettings
@@ -82,6 +82,7 @@ class IngestSettings(MqttClientSettings):
     rollup_every_s: float = Field(default=60, gt=0, description="Fold energy minutes into rollups at most this often")
     prune_every_s: float = Field(default=3600, gt=0, description="Delete raw energy past the store's raw retention this often")
     receipts: bool = Field(default=True, description="Send each camper cmd/stored receipts (it keeps readings until then)")
+    receipt_every_s: float = Field(default=5.0, gt=0, le=300, description="Receipts to one camper at most this often")
 
 
 def ingest_settings() -> IngestSettings:
@@ -138,6 +139,7 @@ class Ingest:
         self._flusher: threading.Thread | None = None
         self._maintainer: threading.Thread | None = None
         self._flushed = threading.Event()
+        self._receipts = ReceiptBatcher(settings.receipt_every_s)
         self._client: mqtt.Client | None = None
         self.protocol = mqtt.MQTTv311 if settings.protocol == "3.1.1" else mqtt.MQTTv5
         # (camper, stream) -> (highest seq, its ts) seen, None when the store had nothing (flusher thread only)
@@ -278,6 +280,7 @@ class Ingest:
 
     # -- storing ---------------------------------------------------------------
     def _take_batch(self) -> _Pending | None:
+        """The next batch when it is full or due; an empty one when only receipts are due; None at stop."""
         with self._cond:
             while True:
                 p = self._pending
@@ -287,7 +290,11 @@ class Ingest:
                     return p
                 if self._stop.is_set():
                     return None
-                self._cond.wait(max(0.01, due - time.monotonic()) if p.acks else 0.5)
+                receipts_in = self._receipts.due_in()
+                if receipts_in is not None and receipts_in <= 0:
+                    return _Pending()
+                wait = max(0.01, due - time.monotonic()) if p.acks else 0.5
+                self._cond.wait(min(wait, receipts_in) if receipts_in is not None else wait)
 
     def _store(self, batch: _Pending) -> bool:
         """Write a batch; True once stored. StoreRejected splits it so one bad sample cannot block the rest."""
@@ -316,7 +323,12 @@ class Ingest:
             if batch is None:
                 batch = self._take_batch()
                 if batch is None:
+                    self._send_receipts(force=True)  # what was stored before the stop
                     return
+                if not batch.acks:  # nothing received, receipts due
+                    self._send_receipts()
+                    batch = None
+                    continue
             try:
                 self._seed_seqs(batch.samples)
                 self._store(batch)
@@ -331,7 +343,9 @@ class Ingest:
                 continue
             backoff = 0.5
             self._ack(batch)
-            self._send_receipts(batch)
+            if self.settings.receipts:
+                self._receipts.add(batch.samples, batch.handled)
+            self._send_receipts()
             self._watch_seqs(batch.samples)
             self.counters["stored_samples"] += len(batch.samples)
             self.counters["batches"] += 1
@@ -412,13 +426,14 @@ class Ingest:
             self._maintainer.join(60)
             self._maintainer = None
 
-    def _send_receipts(self, batch: _Pending) -> None:
-        """Tell each camper what of its readings is now stored (it keeps them until then)."""
+    def _send_receipts(self, *, force: bool = False) -> None:
+        """Tell each camper what of its readings is now stored (it keeps them until then), when due."""
         client = self._client
-        if client is None or not self.settings.receipts:
+        due = self._receipts.due_in()
+        if client is None or due is None or (due > 0 and not force):
             return
-        for topic_name, payload in receipts(batch.samples, batch.handled):
-            client.publish(topic_name, payload, qos=1)
+        for topic_name, payload in self._receipts.take():
+            client.publish(topic_name, payload, qos=1)  # kept by the broker for a camper that is offline
             self.counters["receipts"] += 1
 
     def _ack(self, batch: _Pending) -> None:

@@ -14,8 +14,9 @@ again would only make another dead letter.
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from camperhub.contract import GZIP_MAGIC, ContractError, Stream, StoredReceipt, command_topic, inflate_payload, parse_topic, seq_ranges
 from camperhub.store.base import StoredSample
@@ -55,3 +56,38 @@ def receipts(samples: Iterable[StoredSample], handled: Iterable[Handled] = ()) -
             receipt = StoredReceipt(stream=stream.value, seqs=ranges[i : i + MAX_RANGES])
             out.append((command_topic(camper, "stored"), receipt.model_dump_json().encode()))
     return out
+
+
+class ReceiptBatcher:
+    """Collects what was stored and hands it out as receipts at most every ``every_s``.
+
+    Why: a camper in live mode sends a reading a second, each stored in its own
+    batch; a receipt for each would cost about as much 4G data as the reading
+    itself. One receipt every few seconds covers all of them (the camper only
+    needs it well before ``resend_after_s``). Not thread-safe: the ingest's
+    flusher thread owns it.
+    """
+
+    def __init__(self, every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every_s = every_s
+        self._clock = clock
+        self._samples: list[StoredSample] = []
+        self._handled: list[Handled] = []
+        self._due: float | None = None
+
+    def add(self, samples: Iterable[StoredSample], handled: Iterable[Handled] = ()) -> None:
+        before = len(self._samples) + len(self._handled)
+        self._samples += [s for s in samples if s.stream is not Stream.STATUS]
+        self._handled += list(handled)
+        if self._due is None and len(self._samples) + len(self._handled) > before:
+            self._due = self._clock() + self.every_s
+
+    def due_in(self) -> float | None:
+        """Seconds until receipts are due (0 or less: now); None when nothing waits."""
+        return None if self._due is None else self._due - self._clock()
+
+    def take(self) -> list[tuple[str, bytes]]:
+        """The receipts of everything collected; empties the batcher."""
+        out = receipts(self._samples, self._handled)
+        self._samples, self._handled, self._due = [], [], None
+        return out

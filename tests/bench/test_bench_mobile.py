@@ -5,7 +5,8 @@ printed, not asserted; the README carries them.
 
 Set-up: the simulator (a Victron charger and battery monitor, values from the pvlib model of a
 camper at Varese) -> the real agent -> a loopback TCP proxy with an MSS of 1400 (as behind 4G)
--> Mosquitto's TLS listener (a throw-away EC P-256 PKI). The proxy reads the kernel's TCP_INFO of
+-> Mosquitto's TLS listener (a throw-away EC P-256 PKI) -> the ingest (SQLite store), whose
+receipts (``cmd/stored``) come back down the same link and are counted with it. The proxy reads the kernel's TCP_INFO of
 the agent's connection: payload bytes each way and segments, each segment costing 52 bytes of
 IPv4 + TCP headers (tests/fixtures/tcpproxy.py). The radio's own framing is not counted.
 
@@ -35,6 +36,8 @@ from camperhub.edge.sim.modbus_server import ModbusSimulator, SimulatedDevice
 from camperhub.edge.transport import parse_transport
 from camperhub.netutil import free_port
 from camperhub.yamlconf import validate_yaml
+from camperhub.broker.ingest import Ingest, IngestSettings
+from camperhub.store.sqlite import SqliteStore
 from tests.edge.test_agent import AgentThread
 from tests.fixtures.mosquitto import MosquittoBroker, MqttTestClient
 from tests.fixtures.tcpproxy import TcpProxy
@@ -72,10 +75,15 @@ modes: {modes}
 def _run(tmp_path: Path, *, start: datetime, k: float, seconds: float, modes: str, live_minutes: int | None = None) -> dict[str, float]:
     with MosquittoBroker(tmp_path / "mosquitto", tls=True) as broker, _simulator(start, k) as sim:
         creds = broker.add_camper(CAMPER)
-        reader = broker.add_service("ingest", "ingest")
+        reader = broker.add_service("reader", "api")
+        ingest_user = broker.add_service("ingest", "ingest")
         ops = broker.add_user("ops", [f"topic write camperhub/v1/{CAMPER}/cmd/#"])
         assert broker.pki is not None
+        store = SqliteStore(tmp_path / "store.sqlite")
+        ingest = Ingest(IngestSettings(mqtt_url=broker.url(ingest_user)), store)
+        ingest.start()
         with TcpProxy(broker.tls_port or 0, mss=1400) as proxy, MqttTestClient(broker, reader) as sub, MqttTestClient(broker, ops) as cmd:
+            assert ingest.subscribed.wait(10), "the ingest subscribed"
             sub.connect()
             sub.subscribe(f"camperhub/v1/{CAMPER}/+")
             cmd.connect()
@@ -99,7 +107,10 @@ def _run(tmp_path: Path, *, start: datetime, k: float, seconds: float, modes: st
                 w2 = proxy.wire()
             finally:
                 agent.stop()
+                ingest.stop()
+                store.close()
         readings = agent.agent.counters["samples"]
+        confirmed = agent.publisher.counters["confirmed"]
         energy = [m for m in sub.messages if m.topic == contract.topic(CAMPER, "energy")]
         status = [m for m in sub.messages if m.topic == contract.topic(CAMPER, "status")]
     up, down = (b - a for a, b in zip(w0.on_the_wire(), w1.on_the_wire()))
@@ -107,7 +118,7 @@ def _run(tmp_path: Path, *, start: datetime, k: float, seconds: float, modes: st
     return {
         "up": up, "down": down, "payload_up": w1.bytes_received - w0.bytes_received, "segments": (w1.segs_in - w0.segs_in) + (w1.segs_out - w0.segs_out),
         "readings": readings, "energy_msgs": len(energy), "energy_payload": sum(len(m.payload) for m in energy), "status_msgs": len(status),
-        "reconnect": rup + rdown, "retrans": w1.total_retrans - w0.total_retrans,
+        "reconnect": rup + rdown, "retrans": w1.total_retrans - w0.total_retrans, "confirmed": confirmed,
     }
 
 
@@ -121,7 +132,7 @@ def test_mobile_bytes_of_a_day_in_normal_mode(tmp_path: Path):
         f"({f['energy_payload'] / max(1, f['readings']):.0f} B of payload a reading), {f['status_msgs']:.0f} status messages; "
         f"on the wire: up {f['up'] / 1e3:.0f} kB, down {f['down'] / 1e3:.0f} kB ({f['segments']:.0f} segments, "
         f"{f['retrans']:.0f} retransmitted) = {day / 1e3:.0f} kB a day = {day * MONTH_DAYS / MB:.1f} MB a month "
-        f"(budget 150 MB); one reconnect costs {f['reconnect'] / 1e3:.1f} kB"
+        f"(budget 150 MB); one reconnect costs {f['reconnect'] / 1e3:.1f} kB; {f['confirmed']:.0f} readings receipted"
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from camperhub.contract import Stream, StoredReceipt, encode_envelope, gzip_payload
-from camperhub.broker.receipts import handled_in_payload, receipts
+from camperhub.broker.receipts import ReceiptBatcher, handled_in_payload, receipts
 from camperhub.store.base import StoredSample
 from tests.fixtures.mosquitto import MosquittoBroker, MqttTestClient
 
@@ -50,3 +50,18 @@ def test_the_ingest_may_send_receipts_and_nothing_else_downlink(mosquitto: Mosqu
         ok = client.publish("camperhub/v1/varese-1/cmd/stored", b'{"stream": "energy", "seqs": [[1, 2]]}')
         refused = client.publish("camperhub/v1/varese-1/cmd/mode", b'{"mode": "live", "minutes": 5}')
     assert ok.value < 0x80 and refused.value == 135, "receipts only: the ingest cannot switch a camper's mode"
+
+
+def test_the_batcher_sends_one_receipt_for_everything_stored_in_its_window():
+    now = [100.0]
+    batcher = ReceiptBatcher(5.0, clock=lambda: now[0])
+    assert batcher.due_in() is None
+    batcher.add([_s("varese-1", Stream.STATUS, 1)])
+    assert batcher.due_in() is None, "status is not receipted"
+    for seq in range(1, 6):  # live mode: a reading a second, each its own batch
+        batcher.add([_s("varese-1", Stream.ENERGY, seq)])
+        now[0] += 1.0
+    assert batcher.due_in() == 0.0
+    (topic, payload), = batcher.take()
+    assert StoredReceipt.model_validate_json(payload).seqs == [(1, 5)]
+    assert batcher.due_in() is None and batcher.take() == []

@@ -306,6 +306,7 @@ class Pipeline:
             CAMPERHUB_INGEST_CLIENT_ID="e2e-ingest",  # stable: the broker keeps its session across a kill
             CAMPERHUB_INGEST_RETRY_MAX_S="1",
             CAMPERHUB_INGEST_ROLLUP_EVERY_S="3600",
+            CAMPERHUB_INGEST_RECEIPT_EVERY_S="0.5",  # well inside the agent's resend_after_s (5 s here)
             **{f"CAMPERHUB_INGEST_{k.upper()}": v for k, v in settings.items()},
         )
         if self.ingest_service is None:
