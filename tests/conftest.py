@@ -14,6 +14,7 @@ from tests.fixtures.gpsd import gpsd  # noqa: F401  (fixture)
 from tests.fixtures.influxdb import SESSION_PIDS, influx_server, influx_store  # noqa: F401  (fixtures)
 from tests.fixtures.mosquitto import mosquitto  # noqa: F401  (fixture)
 from tests.fixtures.serial_pty import serial_pty  # noqa: F401  (fixture)
+from tests.fixtures.stores import store  # noqa: F401  (fixture: SQLite and InfluxDB)
 
 
 def _children() -> set[int]:

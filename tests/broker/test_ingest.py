@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,14 +23,6 @@ from tests.fixtures.mosquitto import MosquittoBroker, MqttTestClient
 NOW_MS = int(time.time() * 1000)
 
 
-@pytest.fixture(params=["sqlite", "influx"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = SqliteStore(tmp_path / "store.sqlite")
-        yield s
-        s.close()
-    else:
-        yield request.getfixturevalue("influx_store")
 
 
 def _ingest(broker: MosquittoBroker, store: Store, **kw) -> Ingest:

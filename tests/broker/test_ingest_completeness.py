@@ -4,7 +4,6 @@ Mosquitto and the ingest into SQLite and a real InfluxDB 1.x, then the report re
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,14 +25,6 @@ TOPIC = "camperhub/v1/varese-1/{}"
 FIELDS = {"battery_voltage_v": 13.2, "pv_power_w": 50.5, "charge_state": "float"}
 
 
-@pytest.fixture(params=["sqlite", "influx"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = SqliteStore(tmp_path / "store.sqlite")
-        yield s
-        s.close()
-    else:
-        yield request.getfixturevalue("influx_store")
 
 
 def _publish(pub: MqttTestClient, stream: str, samples: list[dict[str, Any]], camper: str = "varese-1") -> None:

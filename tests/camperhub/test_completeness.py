@@ -4,7 +4,6 @@ from real stores (SQLite and InfluxDB 1.x), then the ``camperhub completeness`` 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -191,16 +190,6 @@ def test_the_causes_always_add_up_to_what_was_taken(raw_breaks: list, raw_lost: 
 # -- the report from real stores ------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "influx"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = SqliteStore(tmp_path / "s.sqlite")
-        try:
-            yield s
-        finally:
-            s.close()
-    else:
-        yield request.getfixturevalue("influx_store")
 
 
 def sample(stream: Stream, ts: int, seq: int, camper: str = "van-1", **fields: Any) -> StoredSample:

@@ -16,7 +16,6 @@ import itertools
 import math
 import sqlite3
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,16 +38,6 @@ T0 = 1_777_896_000_000  # 2026-05-04T12:00:00Z, a whole hour
 _seq = itertools.count(1)
 
 
-@pytest.fixture(params=["sqlite", "influx"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = SqliteStore(tmp_path / "s.sqlite")
-        try:
-            yield s
-        finally:
-            s.close()
-    else:
-        yield request.getfixturevalue("influx_store")
 
 
 def at(ms: int) -> datetime:

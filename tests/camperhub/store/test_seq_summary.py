@@ -9,9 +9,8 @@ random ones, against SQLite and a real InfluxDB 1.x.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,7 +20,6 @@ import pytest
 from camperhub.contract import Stream
 from camperhub.store import base
 from camperhub.store.base import Store, StoredSample, StoreRejected
-from camperhub.store.sqlite import SqliteStore
 from tests.camperhub.store.test_conformance import at, smp
 
 E = Stream.ENERGY
@@ -29,16 +27,6 @@ T0 = 1_777_896_000_000  # 2026-05-04T12:00:00Z
 H = 3_600_000
 
 
-@pytest.fixture(params=["sqlite", "influx"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s = SqliteStore(tmp_path / "s.sqlite")
-        try:
-            yield s
-        finally:
-            s.close()
-    else:
-        yield request.getfixturevalue("influx_store")
 
 
 def energy(ts: int, seq: int, *, n: int | None = None, data: bool = True, camper: str = "van-1", **fields: Any) -> StoredSample:
