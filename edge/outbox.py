@@ -61,8 +61,9 @@ MAX_BATCH_BYTES = 16 * 1024
 MAX_BATCH_COMPRESSED = 500
 MAX_BATCH_BYTES_COMPRESSED = 256 * 1024
 SEND_AT_ONCE = SendPolicy(0.0, False)
-#: How much longer than the send policy's wait a reading may sit queued while data still "flows" (the LED).
-FLOWING_SLACK_S = 10.0
+#: How much longer than the send policy's wait a reading may sit queued while data still "flows" (the LED):
+#: the pump, a commit and the ingest's receipt (every 5 s) come on top of the batch interval.
+FLOWING_SLACK_S = 30.0
 QUEUED_STREAMS = (Stream.ENERGY, Stream.POSITION, Stream.EVENT)
 REFUSAL_BACKOFF_S = (1.0, 300.0)
 
