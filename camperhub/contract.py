@@ -205,7 +205,10 @@ class StatusSample(_Sample):
 class EventSample(_Sample):
     """Something that happened (button, shore power, service window, alarm)."""
 
-    kind: str = Field(pattern=r"^(button|shore_power_on|shore_power_off|service_start|service_stop|alarm_[a-z0-9_]{1,40})$")
+    kind: str = Field(
+        pattern=r"^(button|shore_power_on|shore_power_off|service_start|service_stop|arrival|departure|alarm_[a-z0-9_]{1,40})$",
+        description="What happened; arrival and departure (at a stop, detail = the stop id) come from dwell in its geofence",
+    )
     detail: str | None = Field(default=None, max_length=500)
 
 
