@@ -80,6 +80,36 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return 78
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    """Run the API (uvicorn) with settings from CAMPERHUB_* variables; --host/--port override
+    CAMPERHUB_API_HOST/PORT."""
+    from pydantic import ValidationError
+
+    try:
+        import uvicorn
+
+        from camperhub.api.app import create_app
+        from camperhub.api.settings import ApiSettings
+        from camperhub.settings import MqttClientSettings, StoreSettings
+    except ImportError as exc:
+        print(f"camperhub api: {exc.name} is missing: pip install 'camperhub[server]'", file=sys.stderr)
+        return 78
+    try:
+        overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+        settings = ApiSettings(**overrides)
+        StoreSettings()  # validated now, opened by the app at start-up
+        mqtt = MqttClientSettings() if settings.live else None
+    except ValidationError as exc:
+        prefix = "CAMPERHUB_API_" if exc.title == "ApiSettings" else "CAMPERHUB_"
+        for err in exc.errors():
+            where = "_".join(str(p) for p in err["loc"]).upper()
+            print(f"camperhub api: {prefix}{where}: {err['msg']}" if where else f"camperhub api: {err['msg']}", file=sys.stderr)
+        return 78
+    app = create_app(settings, mqtt=mqtt)
+    uvicorn.run(app, host=settings.host, port=settings.port, proxy_headers=True, log_level="debug" if args.verbose else "info")
+    return 0
+
+
 def cmd_completeness(args: argparse.Namespace) -> int:
     """Per local day, what share of a camper's energy readings arrived and why the rest did not
     (store settings from CAMPERHUB_* variables, like the ingest)."""
@@ -123,9 +153,15 @@ def _day(text: str) -> date:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    """Serve register maps from the physical model until interrupted."""
+    """Serve register maps from the physical model (or, with --gps, an NMEA route) until interrupted."""
     import signal
     import threading
+
+    if args.gps is not None:
+        return _simulate_gps(args)
+    if not args.map or args.listen is None:
+        print("camperhub simulate: --map and --listen are required (or --gps tcp://HOST:PORT)", file=sys.stderr)
+        return 2
 
     from camperhub.edge.sim.runner import parse_map_specs, start_simulator
 
@@ -137,6 +173,35 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 2
     devices = ", ".join(f"{d.rmap.model} (unit {d.unit})" for d in sim.devices.values())
     print(f"simulating {devices} on {sim.listen}; Ctrl-C stops", flush=True)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    sim.stop()
+    return 0
+
+
+def _simulate_gps(args: argparse.Namespace) -> int:
+    """``simulate --gps``: the camper's tour between the stops as NMEA over TCP (gpsd reads it as a tcp:// source)."""
+    import signal
+    import threading
+
+    from camperhub.edge.sim.gps_route import start_gps_simulator
+    from camperhub.edge.sim.runner import parse_start
+    from camperhub.edge.stops import DEMO_STOPS_FILE, load_stops
+    from camperhub.yamlconf import ConfigError
+
+    try:
+        stops = load_stops(args.stops or DEMO_STOPS_FILE)
+        sim = start_gps_simulator(args.gps, stops, speed=args.speed, start=parse_start(args.start), seed=args.seed)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(str(issue), file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
+        print(f"camperhub simulate: {exc}", file=sys.stderr)
+        return 2
+    print(f"simulating a GPS receiver touring {len(stops)} stops as NMEA on {sim.listen}; Ctrl-C stops", flush=True)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
@@ -217,9 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("simulate", help="serve a register map from the physical model (a Modbus device simulator)")
-    s.add_argument("--map", action="append", required=True, metavar="NAME[@UNIT]", help="register map (repeat for several devices on one port)")
-    s.add_argument("--listen", required=True, help="tcp://127.0.0.1:5020 or rtu:///dev/ttyX?baudrate=9600")
+    s = sub.add_parser("simulate", help="serve a register map from the physical model (a Modbus device simulator), or an NMEA route (--gps)")
+    s.add_argument("--map", action="append", metavar="NAME[@UNIT]", help="register map (repeat for several devices on one port); required without --gps")
+    s.add_argument("--listen", help="tcp://127.0.0.1:5020 or rtu:///dev/ttyX?baudrate=9600; required without --gps")
+    s.add_argument("--gps", metavar="tcp://HOST:PORT", help="instead: serve the camper's tour between the stops as NMEA (gpsd source tcp://HOST:PORT)")
+    s.add_argument("--stops", metavar="FILE", help="stops YAML for --gps (default firmware-config/demo/stops.yaml)")
     s.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     s.add_argument("--start", default=None, help="simulated start time, ISO 8601 (default: now)")
     s.add_argument("--seed", type=int, default=1)
@@ -231,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ingest", help="run the ingest: MQTT telemetry into the store (settings from CAMPERHUB_*)")
     s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("api", help="run the API (settings from CAMPERHUB_API_* and CAMPERHUB_*)")
+    s.add_argument("--host", default=None, help="address to listen on (default CAMPERHUB_API_HOST, else 127.0.0.1)")
+    s.add_argument("--port", type=int, default=None, help="port (default CAMPERHUB_API_PORT, else 8000)")
+    s.set_defaults(func=cmd_api)
 
     s = sub.add_parser("completeness", help="per local day, the share of a camper's readings that arrived and why the rest did not")
     s.add_argument("camper")

@@ -102,7 +102,25 @@ def _print_status(store: SqliteStore) -> None:
         print(f"stored: {CAMPER} status: {json.dumps(fields)}", flush=True)
 
 
-async def _run(duration_s: float | None, speed: float, store_path: Path) -> int:
+async def _serve_api(port: int, mqtt_port: int, store_path: Path) -> tuple[Any, asyncio.Task[None]]:
+    """The API (api/app.py) on http://127.0.0.1:PORT, live from the demo broker; its own store connection
+    (the app closes the store it is given at shutdown)."""
+    import uvicorn
+
+    from camperhub.api.app import create_app
+    from camperhub.api.settings import ApiSettings
+    from camperhub.settings import MqttClientSettings
+
+    app = create_app(
+        ApiSettings(host="127.0.0.1", port=port, mqtt_protocol="3.1.1"), SqliteStore(store_path),
+        mqtt=MqttClientSettings(mqtt_url=f"mqtt://camperhub-api:demo@127.0.0.1:{mqtt_port}"),
+    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # Ctrl-C is the demo's
+    return server, asyncio.create_task(server.serve(), name="api")
+
+
+async def _run(duration_s: float | None, speed: float, store_path: Path, port: int) -> int:
     from camperhub.edge.agent import run_agent
     from camperhub.edge.config import EdgeConfig
     from camperhub.edge.sim.runner import start_simulator
@@ -118,7 +136,9 @@ async def _run(duration_s: float | None, speed: float, store_path: Path) -> int:
         )
         ingest = Ingest(IngestSettings(mqtt_url=f"mqtt://camperhub-ingest:demo@127.0.0.1:{mqtt_port}", protocol="3.1.1", batch_max_wait_s=0.2), store)
         ingest.start()
+        api, api_task = await _serve_api(port, mqtt_port, store_path)
         print(f"simulated Victron GX on tcp://127.0.0.1:{modbus_port} (time x{speed:g}); broker on mqtt://127.0.0.1:{mqtt_port}; store {store_path}")
+        print(f"API on http://127.0.0.1:{port}/api/v1/campers (docs: http://127.0.0.1:{port}/docs)", flush=True)
         config = validate_yaml(EdgeConfig, demo_edge_config(mqtt_port, modbus_port, folder), "demo-edge.yaml")
         stop = asyncio.Event()
         printer = asyncio.create_task(_print_stored(store, ingest, stop))
@@ -135,6 +155,8 @@ async def _run(duration_s: float | None, speed: float, store_path: Path) -> int:
             stop.set()
             await printer
             await asyncio.to_thread(ingest.stop)
+            api.should_exit = True
+            await asyncio.gather(api_task, return_exceptions=True)
             _print_status(store)
             sim.stop()
             await broker.shutdown()
@@ -147,6 +169,6 @@ def run_demo(port: int = 8000, duration_s: float | None = None, speed: float = 6
     logging.getLogger("amqtt").setLevel(logging.WARNING)
     store_path = StoreSettings().sqlite_path
     try:
-        return asyncio.run(_run(duration_s, speed, store_path))
+        return asyncio.run(_run(duration_s, speed, store_path, port))
     except KeyboardInterrupt:
         return 0

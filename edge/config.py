@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from camperhub.contract import CAMPER_ID_PATTERN
 from camperhub.mqtturl import MqttUrl
@@ -114,6 +114,32 @@ class PositionConfig(_Strict):
     min_distance_m: float = Field(default=100, ge=0, le=100_000)
     min_interval_s: float = Field(default=30, ge=0, le=86_400)
     max_interval_s: float = Field(default=900, ge=1, le=86_400)
+    fast_speed_kmh: float | None = Field(default=20, gt=0, le=300, description="At or above this speed a moving camper is reported every fast_min_interval_s (null: never)")
+    fast_min_interval_s: float = Field(default=10, ge=0, le=86_400, description="Capped at min_interval_s")
+    max_speed_kmh: float = Field(default=200, gt=0, le=1000, description="A fix implying a faster move than this is a jump, dropped")
+    parked_speed_kmh: float = Field(default=2, ge=0, le=20, description="Below this a camper near its held position is parked: jitter suppressed")
+    jitter_radius_m: float = Field(default=30, ge=0, le=500, description="Jitter radius at HDOP 1 (scaled by HDOP up to 4x)")
+    snap_speed_kmh: float = Field(default=10, ge=0, le=50, description="Below this, inside a stop's geofence, the position snaps to the stop")
+    stops_file: Path | None = Field(default=None, description="YAML list of stops (firmware-config/demo/stops.yaml) whose geofences positions snap to")
+
+    @field_validator("stops_file")
+    @classmethod
+    def _stops_ok(cls, v: Path | None) -> Path | None:
+        if v is None:
+            return v
+        from camperhub.edge.stops import load_stops
+
+        try:
+            load_stops(v)
+        except ConfigError as exc:
+            raise ValueError("stops file is invalid: " + "; ".join(str(x) for x in exc.issues)) from exc
+        return v
+
+    @model_validator(mode="after")
+    def _intervals_ok(self) -> "PositionConfig":
+        if self.max_interval_s < self.min_interval_s:
+            raise ValueError("max_interval_s must be at least min_interval_s")
+        return self
 
 
 class GpioConfig(_Strict):

@@ -3,7 +3,9 @@
 Each companion turns a peripheral's events into the agent's terms; protocol
 I/O stays in edge/gps.py and edge/gpio.py:
 
-* GPS: a fix with a time sets the clock (edge/clock.py: the Pi has no RTC);
+* GPS (gpsd, or NMEA from a serial port where there is no gpsd): a fix with a
+  time sets the clock (edge/clock.py: the Pi has no RTC); the smoother drops
+  jumps, holds a parked camper still and snaps it to a stop;
   positions go through the distance-and-time throttle in normal mode (small
   on 4G), every fix in live mode. A position is stamped with the GPS's own
   time. gpsd down or no fix is transient: the client reconnects, nothing else
@@ -25,7 +27,9 @@ from camperhub.contract import Stream
 from camperhub.edge.config import EdgeConfig, GpioConfig, PositionConfig
 from camperhub.edge.gpio import GpioError, GpioInputs, StatusLed
 from camperhub.edge.gps import GpsdClient
-from camperhub.edge.position_filter import PositionThrottle
+from camperhub.edge.nmea import NmeaReader
+from camperhub.edge.position_filter import PositionSmoother, PositionThrottle
+from camperhub.edge.stops import load_stops
 
 if TYPE_CHECKING:
     from camperhub.edge.agent import Companion, EdgeAgent
@@ -37,17 +41,34 @@ LED_EVERY_S = 0.5
 
 
 class GpsCompanion:
-    """gpsd's fixes → the clock and ``position`` readings."""
+    """GPS fixes (gpsd, or NMEA straight from a serial port) → the clock and ``position`` readings.
 
-    def __init__(self, client: GpsdClient, position: PositionConfig) -> None:
+    Fixes go through the smoother (jumps no vehicle makes dropped, a parked
+    camper held still, snapped to a stop inside its geofence) and then the
+    throttle (by distance and time, more often when moving).
+    """
+
+    def __init__(self, client: GpsdClient | NmeaReader, position: PositionConfig) -> None:
         self.client = client
-        self.throttle = PositionThrottle(position.min_distance_m, position.min_interval_s, position.max_interval_s)
+        self.throttle = PositionThrottle(
+            position.min_distance_m, position.min_interval_s, position.max_interval_s,
+            fast_speed_kmh=position.fast_speed_kmh, fast_min_interval_s=position.fast_min_interval_s,
+        )
+        self.smoother = PositionSmoother(
+            max_speed_kmh=position.max_speed_kmh, parked_speed_kmh=position.parked_speed_kmh,
+            jitter_radius_m=position.jitter_radius_m, snap_speed_kmh=position.snap_speed_kmh,
+            stops=load_stops(position.stops_file) if position.stops_file else (),
+        )
 
     async def run(self, agent: "EdgeAgent") -> None:
         try:
             async for fix in self.client.fixes():
                 if fix.time_ms is not None:
                     agent.clock.gps_time(fix.time_ms, fix.boot_ms)
+                smoothed = self.smoother.smooth(fix, fix.boot_ms / 1000)
+                if smoothed is None:
+                    continue  # a jump no vehicle makes (counted in self.smoother.counters)
+                fix = smoothed
                 fields = fix.position_fields()
                 accepted = self.throttle.accept(fix, fix.boot_ms / 1000)  # always: it tracks fix lost/regained
                 if fields is None or not (accepted or agent.modes.mode == "live"):
@@ -114,6 +135,8 @@ def build_companions(config: EdgeConfig) -> list["Companion"]:
     out: list[Companion] = []
     if config.gps is not None and config.gps.gpsd is not None:
         out.append(GpsCompanion(GpsdClient.from_config(config.gps), config.position))
+    elif config.gps is not None and config.gps.nmea is not None:
+        out.append(GpsCompanion(NmeaReader.from_config(config.gps), config.position))
     if config.gpio is not None:
         out.append(GpioCompanion(config.gpio))
     return out

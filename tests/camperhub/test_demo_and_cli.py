@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import time
+import urllib.request
+
+from camperhub.netutil import free_port
 
 
 def camperhub(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "camperhub.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def test_demo_shows_live_energy_values_reaching_the_store(tmp_path):
+def _get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback, our own demo
+        return json.loads(resp.read())
+
+
+def test_demo_shows_live_energy_values_reaching_the_store_and_the_api(tmp_path):
     db = tmp_path / "demo.sqlite"
-    res = subprocess.run(
-        [sys.executable, "-m", "camperhub.cli", "demo", "--duration", "6"],
-        capture_output=True, text=True, timeout=90, env={**os.environ, "CAMPERHUB_SQLITE_PATH": str(db)},
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "camperhub.cli", "demo", "--duration", "12", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "CAMPERHUB_SQLITE_PATH": str(db)},
     )
+    energy_now: object = None
+    try:
+        deadline = time.monotonic() + 60
+        while energy_now is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                energy_now = _get_json(f"http://127.0.0.1:{port}/api/v1/campers/varese-1/energy/now")
+            except (OSError, ValueError):
+                time.sleep(0.3)  # not up yet, or no reading stored yet (404)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    res = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     assert res.returncode == 0, res.stderr
+    assert isinstance(energy_now, dict) and "battery_soc_pct" in json.dumps(energy_now), f"the API served the demo's readings: {energy_now}"
     energy = [line for line in res.stdout.splitlines() if re.match(r"stored: varese-1 seq=\d+ +sun +\d+ W \| battery +\d+\.\d\d V", line)]
     assert len(energy) >= 3, res.stdout
     seqs = [int(re.search(r"seq=(\d+)", line).group(1)) for line in energy]

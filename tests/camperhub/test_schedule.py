@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from camperhub.schedule import Schedule, ScheduleSettings, Service, Stop, Visit, Weekday
+from camperhub.edge.stops import DEMO_STOPS_FILE, load_stops
+from camperhub.schedule import Schedule, ScheduleSettings, Service, Stop, Weekday
 from camperhub.schedule_io import (
     ScheduleRepository,
     load_schedule_csv,
@@ -27,10 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO_YAML = ROOT / "firmware-config" / "demo" / "schedule.yaml"
 DEMO_CSV = ROOT / "firmware-config" / "demo" / "schedule.csv"
 ROME = ZoneInfo("Europe/Rome")
-DEMO_STOPS = {
-    "bustecche": (45.8080, 8.8120), "san-fermo": (45.8280, 8.8450), "bobbiate": (45.8125, 8.7890),
-    "valle-olona": (45.8050, 8.8350), "biumo-inferiore": (45.8240, 8.8200), "giubiano": (45.8110, 8.8330),
-}
+#: The agent's geofences (edge/stops.py): the schedule's stops must be the same places.
+DEMO_STOPS = {s.id: (s.lat, s.lon) for s in load_stops(DEMO_STOPS_FILE)}
 
 
 def utc(*args: int) -> datetime:

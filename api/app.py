@@ -1,0 +1,121 @@
+"""The API application (ARCHITECTURE.md §6): ``create_app(settings, store) -> FastAPI``.
+
+The app owns the store it is given (its lifespan closes it), one
+:class:`~camperhub.api.events.Broadcaster` for the live streams and, when given
+broker settings and ``CAMPERHUB_API_LIVE`` is on, the MQTT
+:class:`~camperhub.api.live.LiveListener` that feeds it. Errors are JSON with a
+``detail`` that says what is wrong: 404/422/429 as HTTP means them, 503 (with
+Retry-After) while the store is unavailable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from camperhub.api.events import Broadcaster
+from camperhub.api.metrics import ApiMetrics, MetricsMiddleware
+from camperhub.api.ratelimit import TokenBucketLimiter
+from camperhub.api.routers import ops, tenants
+from camperhub.api.settings import ApiSettings
+from camperhub.settings import MqttClientSettings
+from camperhub.store.base import Store, StoreRejected, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Energy and whereabouts of a solar camper, for its tenants, workshop leaders and fleet staff.
+
+* **tenants** (public, rate limited per address): campers and their status, energy now and over time, live status (server-sent events).
+* **operations**: liveness, readiness, Prometheus metrics.
+
+Times are UTC (ISO 8601, `Z`) in answers, with Europe/Rome beside them where people read them;
+inputs take an explicit offset (`2026-05-04T14:00:00+02:00`) or a date (Europe/Rome midnight).
+Errors are JSON: `{"detail": "..."}`.
+"""
+
+
+def create_app(settings: ApiSettings | None = None, store: Store | None = None, *, mqtt: MqttClientSettings | None = None) -> FastAPI:
+    """The app over ``store`` (default: the one of ``CAMPERHUB_STORE``, opened at start-up).
+
+    ``mqtt``: the broker the live listener subscribes to (only when
+    ``settings.live``); None: the live streams carry what the store has.
+    """
+    settings = settings if settings is not None else ApiSettings()
+    metrics = ApiMetrics()
+    broadcaster = Broadcaster(queue_size=settings.sse_queue, replay=settings.sse_replay, on_drop=metrics.sse_dropped.inc)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.store is None:
+            from camperhub.store import open_store
+
+            app.state.store = open_store()
+        broadcaster.bind()
+        listener = None
+        if mqtt is not None and settings.live:
+            from camperhub.api.live import LiveListener
+
+            listener = LiveListener(mqtt, broadcaster, metrics=metrics, protocol=settings.mqtt_protocol)
+            listener.start()
+        app.state.live = listener
+        try:
+            yield
+        finally:
+            broadcaster.close()
+            if listener is not None:
+                listener.stop()
+            app.state.store.close()
+
+    app = FastAPI(
+        title="Camper Hub API", description=DESCRIPTION, version="1", lifespan=lifespan, docs_url="/docs", redoc_url=None,
+        openapi_tags=[
+            {"name": "tenants", "description": "Public: what tenants and the public page read"},
+            {"name": "operations", "description": "Health, readiness and metrics for the operators"},
+        ],
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.metrics = metrics
+    app.state.broadcaster = broadcaster
+    app.state.limiter = TokenBucketLimiter(settings.rate_per_s, settings.rate_burst)
+    app.state.live = None
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        errors = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "header", "body"))
+            msg = "unknown parameter" if err.get("type") == "extra_forbidden" else err.get("msg", "invalid")
+            problems.append(f"{loc}: {msg}" if loc else msg)
+            errors.append({"loc": list(err.get("loc", ())), "msg": msg, "type": err.get("type")})
+        return JSONResponse({"detail": "; ".join(problems), "errors": errors}, status_code=422)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        metrics.store_errors.labels("StoreUnavailable").inc()
+        log.warning("store unavailable: %s", exc)
+        return JSONResponse({"detail": "the store is unavailable just now; try again shortly"}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(StoreRejected)
+    async def _rejected(request: Request, exc: StoreRejected) -> JSONResponse:
+        metrics.store_errors.labels("StoreRejected").inc()
+        log.error("store refused a read: %s", exc)
+        return JSONResponse({"detail": "the store refused the request"}, status_code=500)
+
+    app.include_router(tenants.router)
+    app.include_router(ops.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET"],
+            allow_headers=["Accept", "Last-Event-ID", "If-None-Match"], expose_headers=["ETag", "Retry-After"],
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,39 @@
+"""Operations: liveness, readiness (the store answers) and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from camperhub.api.deps import MetricsDep, StoreDep
+from camperhub.store.base import StoreError
+
+router = APIRouter(tags=["operations"])
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+@router.get("/healthz", summary="The process is alive")
+def healthz() -> JSONResponse:
+    return JSONResponse({"status": "ok"}, headers=_NO_STORE)
+
+
+@router.get("/readyz", summary="The store answers (503 with the reason when it does not)")
+def readyz(request: Request, store: StoreDep, metrics: MetricsDep) -> JSONResponse:
+    live = getattr(request.app.state, "live", None)
+    body: dict[str, Any] = {"live": "off" if live is None else "connected" if live.connected.is_set() else "disconnected"}
+    try:
+        store.ping()
+    except StoreError as exc:
+        metrics.store_errors.labels(type(exc).__name__).inc()
+        return JSONResponse({"detail": f"store unavailable: {exc}", "store": "down", **body}, status_code=503, headers=_NO_STORE)
+    return JSONResponse({"status": "ready", "store": "ok", **body}, headers=_NO_STORE)
+
+
+@router.get("/metrics", summary="Prometheus text exposition", response_class=Response)
+def metrics_text(metrics: MetricsDep) -> Response:
+    if not metrics.available:
+        return JSONResponse({"detail": "metrics need prometheus-client (pip install 'camperhub[server]')"}, status_code=503)
+    payload, content_type = metrics.render()
+    return Response(payload, media_type=content_type, headers=_NO_STORE)
