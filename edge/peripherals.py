@@ -5,7 +5,8 @@ I/O stays in edge/gps.py and edge/gpio.py:
 
 * GPS (gpsd, or NMEA from a serial port where there is no gpsd): a fix with a
   time sets the clock (edge/clock.py: the Pi has no RTC); the smoother drops
-  jumps, holds a parked camper still and snaps it to a stop;
+  jumps, holds a parked camper still and snaps it to a stop; dwell inside a
+  stop's geofence becomes ``arrival`` and ``departure`` events;
   positions go through the distance-and-time throttle in normal mode (small
   on 4G), every fix in live mode. A position is stamped with the GPS's own
   time. gpsd down or no fix is transient: the client reconnects, nothing else
@@ -24,6 +25,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from camperhub.contract import Stream
+from camperhub.dwell import DwellDetector
 from camperhub.edge.config import EdgeConfig, GpioConfig, PositionConfig
 from camperhub.edge.gpio import GpioError, GpioInputs, StatusLed
 from camperhub.edge.gps import GpsdClient
@@ -54,11 +56,13 @@ class GpsCompanion:
             position.min_distance_m, position.min_interval_s, position.max_interval_s,
             fast_speed_kmh=position.fast_speed_kmh, fast_min_interval_s=position.fast_min_interval_s,
         )
+        stops = load_stops(position.stops_file) if position.stops_file else []
         self.smoother = PositionSmoother(
             max_speed_kmh=position.max_speed_kmh, parked_speed_kmh=position.parked_speed_kmh,
-            jitter_radius_m=position.jitter_radius_m, snap_speed_kmh=position.snap_speed_kmh,
-            stops=load_stops(position.stops_file) if position.stops_file else (),
+            jitter_radius_m=position.jitter_radius_m, snap_speed_kmh=position.snap_speed_kmh, stops=stops,
         )
+        #: arrivals and departures, detected on the camper (right times, even offline)
+        self.dwell = DwellDetector(stops) if stops else None
 
     async def run(self, agent: "EdgeAgent") -> None:
         try:
@@ -69,6 +73,9 @@ class GpsCompanion:
                 if smoothed is None:
                     continue  # a jump no vehicle makes (counted in self.smoother.counters)
                 fix = smoothed
+                if self.dwell is not None and fix.time_ms is not None and fix.lat is not None and fix.lon is not None:
+                    for event in self.dwell.feed(fix.time_ms, fix.lat, fix.lon):
+                        agent.outbox.put(Stream.EVENT, {"ts": event.ts_ms, **event.event_fields()})
                 fields = fix.position_fields()
                 accepted = self.throttle.accept(fix, fix.boot_ms / 1000)  # always: it tracks fix lost/regained
                 if fields is None or not (accepted or agent.modes.mode == "live"):

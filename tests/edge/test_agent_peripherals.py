@@ -117,3 +117,29 @@ def test_gps_sets_the_clock_and_positions_carry_gps_time(mosquitto: MosquittoBro
     assert len(taken_before) >= 5, "readings taken before the fix are dated before it"
     assert all(first_fix_ms - 60_000 < s["ts"] < first_fix_ms + 60_000 for s in energy), "all on the GPS's timeline"
     assert fixed_at_boot_s > 0
+
+
+def test_parking_at_a_stop_becomes_an_arrival_event(mosquitto: MosquittoBroker, gpsd: GpsdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("CAMPERHUB_ARRIVAL_DWELL_S", "3")  # two minutes on the road; three seconds here
+    camper = mosquitto.add_camper(CAMPER)
+    reader = mosquitto.add_service("ingest", "ingest")
+    stop = {"id": "bustecche", "name": "Bustecche", "neighbourhood": "Bustecche", "address": "via Cimabue", "lat": 45.8068, "lon": 8.8128, "radius_m": 120}
+    stops_file = tmp_path / "stops.yaml"
+    stops_file.write_text(yaml.safe_dump([stop]))
+    start = datetime.now(UTC).replace(microsecond=0)
+    with _victron_sim() as sim, MqttTestClient(mosquitto, reader) as sub:
+        sub.connect()
+        sub.subscribe(f"camperhub/v1/{CAMPER}/+")
+        base = _config(CAMPER, mosquitto.url(camper), sim.listen.port, tmp_path, interval_s=0.5, commit_interval_s=0.2)
+        config = _with(base, f"gps: {{gpsd: '{gpsd.address}'}}\nposition: {{stops_file: '{stops_file}'}}")
+        agent = AgentThread(config).start()
+        try:
+            for i in range(8):  # parked 20 m from the stop's point, a fix a second
+                gpsd.write(fix_sentences(start + timedelta(seconds=i), 45.8069, 8.8130, speed_kn=0.0))
+                time.sleep(0.6)
+            sub.pump_until(lambda: any(e["kind"] == "arrival" for e in _stream(sub, "event")), 20, "an arrival event")
+        finally:
+            agent.stop()
+    (arrival,) = [e for e in _stream(sub, "event") if e["kind"] == "arrival"]
+    assert arrival["detail"] == "bustecche"
+    assert not [e for e in _stream(sub, "event") if e["kind"] == "departure"]
