@@ -102,6 +102,20 @@ def _print_status(store: SqliteStore) -> None:
         print(f"stored: {CAMPER} status: {json.dumps(fields)}", flush=True)
 
 
+DEMO_SCHEDULE_FILE = Path(__file__).resolve().parent.parent / "firmware-config" / "demo" / "schedule.yaml"
+
+
+def _demo_schedules() -> Any:
+    """The schedule repository (CAMPERHUB_SCHEDULE_PATH); the demo camper gets the demo week unless it has a schedule."""
+    from camperhub.schedule_io import ScheduleRepository, load_schedule_yaml
+
+    repo = ScheduleRepository()
+    if repo.get(CAMPER) is None:
+        repo.save(load_schedule_yaml(DEMO_SCHEDULE_FILE))
+        print(f"schedule: {DEMO_SCHEDULE_FILE} loaded for {CAMPER}", flush=True)
+    return repo
+
+
 async def _serve_api(port: int, mqtt_port: int, store_path: Path) -> tuple[Any, asyncio.Task[None]]:
     """The API (api/app.py) on http://127.0.0.1:PORT, live from the demo broker; its own store connection
     (the app closes the store it is given at shutdown)."""
@@ -114,6 +128,7 @@ async def _serve_api(port: int, mqtt_port: int, store_path: Path) -> tuple[Any, 
     app = create_app(
         ApiSettings(host="127.0.0.1", port=port, mqtt_protocol="3.1.1"), SqliteStore(store_path),
         mqtt=MqttClientSettings(mqtt_url=f"mqtt://camperhub-api:demo@127.0.0.1:{mqtt_port}"),
+        schedules=_demo_schedules(),
     )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # Ctrl-C is the demo's

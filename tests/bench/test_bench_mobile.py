@@ -92,8 +92,15 @@ def _run(tmp_path: Path, *, start: datetime, k: float, seconds: float, modes: st
             try:
                 sub.pump_until(lambda: agent.publisher.connected.is_set(), 20, "the agent connected over TLS")
                 if live_minutes:
-                    cmd.publish(contract.command_topic(CAMPER, "mode"), json.dumps({"mode": "live", "minutes": live_minutes}).encode())
-                    sub.pump_until(lambda: agent.agent.modes.mode == "live", 10, "live mode")
+                    # the agent subscribes to cmd/ just after its CONNACK: repeat the command until it is live
+                    command = json.dumps({"mode": "live", "minutes": live_minutes}).encode()
+                    for _ in range(20):
+                        cmd.publish(contract.command_topic(CAMPER, "mode"), command)
+                        retry_at = time.monotonic() + 0.5
+                        sub.pump_until(lambda: agent.agent.modes.mode == "live" or time.monotonic() >= retry_at, 2, "live mode or a retry")
+                        if agent.agent.modes.mode == "live":
+                            break
+                    assert agent.agent.modes.mode == "live", "the agent did not switch to live mode"
                 w0 = proxy.wire()
                 t_end = time.monotonic() + seconds
                 sub.pump_until(lambda: time.monotonic() >= t_end, seconds + 30, "the measured period")

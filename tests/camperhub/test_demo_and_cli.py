@@ -27,9 +27,11 @@ def test_demo_shows_live_energy_values_reaching_the_store_and_the_api(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "camperhub.cli", "demo", "--duration", "12", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "CAMPERHUB_SQLITE_PATH": str(db)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "CAMPERHUB_SQLITE_PATH": str(db), "CAMPERHUB_SCHEDULE_PATH": str(tmp_path / "schedules.sqlite")},
     )
     energy_now: object = None
+    schedule: object = None
     try:
         deadline = time.monotonic() + 60
         while energy_now is None and time.monotonic() < deadline and proc.poll() is None:
@@ -37,6 +39,8 @@ def test_demo_shows_live_energy_values_reaching_the_store_and_the_api(tmp_path):
                 energy_now = _get_json(f"http://127.0.0.1:{port}/api/v1/campers/varese-1/energy/now")
             except (OSError, ValueError):
                 time.sleep(0.3)  # not up yet, or no reading stored yet (404)
+        if energy_now is not None:
+            schedule = _get_json(f"http://127.0.0.1:{port}/api/v1/campers/varese-1/schedule")
         out, err = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
@@ -45,6 +49,7 @@ def test_demo_shows_live_energy_values_reaching_the_store_and_the_api(tmp_path):
     res = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     assert res.returncode == 0, res.stderr
     assert isinstance(energy_now, dict) and "battery_soc_pct" in json.dumps(energy_now), f"the API served the demo's readings: {energy_now}"
+    assert isinstance(schedule, dict) and "bustecche" in json.dumps(schedule), "the demo week is the demo camper's schedule"
     energy = [line for line in res.stdout.splitlines() if re.match(r"stored: varese-1 seq=\d+ +sun +\d+ W \| battery +\d+\.\d\d V", line)]
     assert len(energy) >= 3, res.stdout
     seqs = [int(re.search(r"seq=(\d+)", line).group(1)) for line in energy]
