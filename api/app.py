@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from collections.abc import Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from camperhub.api.events import Broadcaster
 from camperhub.api.metrics import ApiMetrics, MetricsMiddleware
+from camperhub.api.pages import STATIC_DIR
+from camperhub.api.pages.router import router as pages_router
 from camperhub.api.ratelimit import TokenBucketLimiter
-from camperhub.api.routers import ops, tenants
+from camperhub.api.auth import TokenStore
+from camperhub.api.routers import ops, staff, tenants
 from camperhub.api.settings import ApiSettings
+from camperhub.schedule_io import ScheduleRepository
 from camperhub.settings import MqttClientSettings
 from camperhub.store.base import Store, StoreRejected, StoreUnavailable
 
@@ -32,7 +39,8 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """\
 Energy and whereabouts of a solar camper, for its tenants, workshop leaders and fleet staff.
 
-* **tenants** (public, rate limited per address): campers and their status, energy now and over time, live status (server-sent events).
+* **tenants** (public, rate limited per address): campers and their status, where the camper is (privacy-filtered: a stop, "on the way to", or not in service) and its schedule, energy now and over time, live status and location (server-sent events).
+* **staff** (bearer token): edit schedules.
 * **operations**: liveness, readiness, Prometheus metrics.
 
 Times are UTC (ISO 8601, `Z`) in answers, with Europe/Rome beside them where people read them;
@@ -41,11 +49,22 @@ Errors are JSON: `{"detail": "..."}`.
 """
 
 
-def create_app(settings: ApiSettings | None = None, store: Store | None = None, *, mqtt: MqttClientSettings | None = None) -> FastAPI:
+def create_app(
+    settings: ApiSettings | None = None,
+    store: Store | None = None,
+    *,
+    mqtt: MqttClientSettings | None = None,
+    schedules: ScheduleRepository | None = None,
+    tokens: TokenStore | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
     """The app over ``store`` (default: the one of ``CAMPERHUB_STORE``, opened at start-up).
 
     ``mqtt``: the broker the live listener subscribes to (only when
     ``settings.live``); None: the live streams carry what the store has.
+    ``schedules`` / ``tokens``: default the files of CAMPERHUB_SCHEDULE_PATH /
+    CAMPERHUB_TOKENS_PATH, opened on first use. ``clock``: "now" of the public
+    location (tests fix it; default the system clock).
     """
     settings = settings if settings is not None else ApiSettings()
     metrics = ApiMetrics()
@@ -77,6 +96,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None, 
         title="Camper Hub API", description=DESCRIPTION, version="1", lifespan=lifespan, docs_url="/docs", redoc_url=None,
         openapi_tags=[
             {"name": "tenants", "description": "Public: what tenants and the public page read"},
+            {"name": "staff", "description": "Fleet staff: bearer token (`camperhub token create NAME --role staff`)"},
             {"name": "operations", "description": "Health, readiness and metrics for the operators"},
         ],
     )
@@ -86,6 +106,9 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None, 
     app.state.broadcaster = broadcaster
     app.state.limiter = TokenBucketLimiter(settings.rate_per_s, settings.rate_burst)
     app.state.live = None
+    app.state.schedules = schedules
+    app.state.tokens = tokens
+    app.state.clock = clock or (lambda: datetime.now(UTC))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -111,7 +134,10 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None, 
         return JSONResponse({"detail": "the store refused the request"}, status_code=500)
 
     app.include_router(tenants.router)
+    app.include_router(staff.router)
     app.include_router(ops.router)
+    app.include_router(pages_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET"],

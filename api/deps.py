@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
 
+from camperhub.api.auth import TokenInfo, authenticate, bearer
 from camperhub.api.events import Broadcaster
 from camperhub.api.metrics import ApiMetrics
 from camperhub.api.ratelimit import TokenBucketLimiter
 from camperhub.api.settings import ApiSettings
 from camperhub.contract import CAMPER_ID_PATTERN, Stream, is_valid_camper_id
+from camperhub.schedule_io import ScheduleRepository
 from camperhub.store.base import Store
 
 
@@ -30,7 +36,26 @@ def get_metrics(request: Request) -> ApiMetrics:
     return request.app.state.metrics
 
 
+_schedules_lock = threading.Lock()
+
+
+def get_schedules(request: Request) -> ScheduleRepository:
+    """The app's schedule repository; opened on first use (CAMPERHUB_SCHEDULE_PATH) unless the app was given one."""
+    state = request.app.state
+    if state.schedules is None:
+        with _schedules_lock:
+            if state.schedules is None:
+                state.schedules = ScheduleRepository()
+    return state.schedules
+
+
+def get_clock(request: Request) -> Callable[[], datetime]:
+    return request.app.state.clock
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
+SchedulesDep = Annotated[ScheduleRepository, Depends(get_schedules)]
+ClockDep = Annotated[Callable[[], datetime], Depends(get_clock)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 BroadcasterDep = Annotated[Broadcaster, Depends(get_broadcaster)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
@@ -89,3 +114,17 @@ def public_cache(response: Response, settings: SettingsDep) -> None:
 
 
 PublicCache = Depends(public_cache)
+
+
+def require_staff(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> TokenInfo:
+    return authenticate(request, credentials, "staff")
+
+
+def require_admin(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> TokenInfo:
+    return authenticate(request, credentials, "admin")
+
+
+#: A staff (or admin) bearer token: 401 without or with a bad one.
+StaffDep = Annotated[TokenInfo, Depends(require_staff)]
+#: An admin bearer token: 401 without or with a bad one, 403 for a staff token.
+AdminDep = Annotated[TokenInfo, Depends(require_admin)]

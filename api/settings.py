@@ -9,6 +9,8 @@ the variable.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -36,6 +38,14 @@ class ApiSettings(BaseSettings):
     sse_replay: int = Field(default=2048, ge=0, le=1_000_000, description="Recent messages kept for Last-Event-ID replay")
     sse_ping_s: float = Field(default=15.0, ge=0, le=3600, description="Keep-alive comment interval of SSE streams (0 = none)")
     sse_send_timeout_s: float = Field(default=30.0, gt=0, le=3600, description="A stalled SSE client is closed after this long")
+    tile_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s]+$",
+        description="Map tiles of the public page, e.g. https://tiles.example/{z}/{x}/{y}.png; unset = no tiles, no external request",
+    )
+    location_cache_s: int = Field(default=5, ge=0, le=3600, description="Cache-Control max-age of the public location")
+    location_refresh_s: float = Field(
+        default=30.0, gt=0, le=3600, description="The location stream recomputes its view at least this often (ETA, windows starting or ending)"
+    )
 
     @field_validator("cors_origins")
     @classmethod
@@ -44,3 +54,11 @@ class ApiSettings(BaseSettings):
             if origin != "*" and not origin.startswith(("http://", "https://")):
                 raise ValueError(f"CAMPERHUB_API_CORS_ORIGINS: {origin!r} is not http(s)://host[:port] or *")
         return v
+
+
+class AuthSettings(BaseSettings):
+    """Staff tokens (ARCHITECTURE.md §10): where their hashes are kept (``CAMPERHUB_TOKENS_PATH``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CAMPERHUB_", extra="ignore")
+
+    tokens_path: Path = Field(default=Path("var/tokens.sqlite"), description="SQLite file of the staff tokens' SHA-256 hashes")

@@ -240,6 +240,42 @@ def cmd_broker_add_service(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_store(args: argparse.Namespace):  # -> camperhub.api.auth.TokenStore
+    from camperhub.api.auth import TokenStore
+    from camperhub.api.settings import AuthSettings
+
+    return TokenStore(args.tokens_path or AuthSettings().tokens_path)
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    """A new staff/admin token: printed once, stored only as its SHA-256 hash (CAMPERHUB_TOKENS_PATH)."""
+    tokens = _token_store(args)
+    try:
+        token = tokens.create(args.name, args.role)
+    except ValueError as exc:
+        print(f"camperhub token create: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.role} token {args.name!r} (shown once, only its hash is kept in {tokens.path}):")
+    print(token)
+    print("Send it as: Authorization: Bearer TOKEN")
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    """Names, roles and creation times of the tokens (never the tokens)."""
+    for t in _token_store(args).list():
+        print(f"{t.name}\t{t.role}\t{t.created.isoformat(timespec='seconds')}")
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    if _token_store(args).revoke(args.name):
+        print(f"revoked token {args.name!r}")
+        return 0
+    print(f"camperhub token revoke: no token named {args.name!r}", file=sys.stderr)
+    return 1
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     """Write (or check) the committed JSON Schema of the contract."""
     from camperhub.contract import json_schema_text
@@ -333,6 +369,21 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--passwd-file", default="/etc/mosquitto/camperhub/passwd")
         s.add_argument("--acl-file", default="/etc/mosquitto/camperhub/acl")
         s.set_defaults(func=func)
+
+    t = sub.add_parser("token", help="staff API tokens (stored hashed in CAMPERHUB_TOKENS_PATH)").add_subparsers(
+        dest="token_verb", required=True, metavar="VERB"
+    )
+    s = t.add_parser("create", help="make a token and print it once")
+    s.add_argument("name")
+    s.add_argument("--role", choices=["staff", "admin"], required=True)
+    s.set_defaults(func=cmd_token_create)
+    s = t.add_parser("list", help="names, roles and creation times")
+    s.set_defaults(func=cmd_token_list)
+    s = t.add_parser("revoke", help="remove a token (effective at the next request)")
+    s.add_argument("name")
+    s.set_defaults(func=cmd_token_revoke)
+    for s in (t.choices["create"], t.choices["list"], t.choices["revoke"]):
+        s.add_argument("--tokens-path", default=None, help="token file (default CAMPERHUB_TOKENS_PATH, else var/tokens.sqlite)")
     return p
 
 

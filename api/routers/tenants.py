@@ -1,4 +1,4 @@
-"""Public endpoints (tenants, phones, the public page): campers, energy now, energy series, live status.
+"""Public endpoints (tenants, phones, the public page): campers, location, schedule, energy now, energy series, live streams.
 
 Routes stay thin: parameters are validated here (422 names the problem),
 reading is the store's job, shaping is :mod:`camperhub.api.views`'s. Every
@@ -7,6 +7,7 @@ route is rate limited per client address; GETs carry ``Cache-Control``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -26,14 +27,17 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from camperhub.api.deps import (
     BroadcasterDep,
     CamperIdDep,
+    ClockDep,
     KnownCamperDep,
     MetricsDep,
     PublicCache,
     RateLimited,
+    SchedulesDep,
     SettingsDep,
     StoreDep,
     cache_control,
 )
+from camperhub.api.location import LocationTracker, schedule_view, signature
 from camperhub.api.timefmt import iso_local, iso_utc, parse_instant, when
 from camperhub.api.views import sample_view
 from camperhub.contract import STORAGE_KINDS, SAMPLE_MODELS, Stream, field_specs
@@ -315,3 +319,109 @@ async def status_stream(
             metrics.sse_clients.dec()
 
     return EventSourceResponse(events(), ping=settings.sse_ping_s, send_timeout=settings.sse_send_timeout_s)
+
+
+# -- location and schedule (issue 5) --------------------------------------------------------------
+_LOCATION_DOC = """The view is privacy-filtered (ARCHITECTURE.md §10): never the camper's own coordinates.
+``state`` is ``in_service_at_stop`` (the stop's position, services, until when),
+``on_the_way`` (to which stop, ``eta_local`` ± ``eta_uncertainty_min``), or
+``not_in_service`` (the next stop and when); ``in_service`` for a camper without a
+schedule (no place shown). Instants come as ``*_utc`` with ``*_local_time``
+(Europe/Rome) beside them; ``HH:MM`` fields are local."""
+
+
+async def _tracker(camper: str, store: StoreDep, schedules: SchedulesDep, broadcaster: BroadcasterDep, clock: ClockDep) -> LocationTracker:
+    tracker = await run_in_threadpool(LocationTracker.load, camper, store, schedules, broadcaster, clock())
+    if tracker is None:
+        raise HTTPException(404, detail=f"unknown camper {camper!r} (no schedule, nothing stored)")
+    return tracker
+
+
+@router.get(
+    "/campers/{camper}/location", summary="Where the camper is, as the public may know it",
+    responses={k: _ERRORS[k] for k in (404, 422, 429)}, description=_LOCATION_DOC,
+)
+async def location(
+    request: Request, camper: CamperIdDep, store: StoreDep, schedules: SchedulesDep, broadcaster: BroadcasterDep,
+    clock: ClockDep, settings: SettingsDep,
+) -> Response:
+    tracker = await _tracker(camper, store, schedules, broadcaster, clock)
+    return _json(request, tracker.view(clock()), f"public, max-age={settings.location_cache_s}")
+
+
+@router.get(
+    "/campers/{camper}/location/stream", summary="The public location now and whenever it changes (server-sent events)",
+    responses={k: _ERRORS[k] for k in (404, 422, 429)}, response_class=EventSourceResponse,
+)
+async def location_stream(
+    camper: CamperIdDep,
+    store: StoreDep,
+    schedules: SchedulesDep,
+    broadcaster: BroadcasterDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    last_event_id: Annotated[str | None, Header(description="The id of the last view received (browsers send it on reconnect)")] = None,
+) -> EventSourceResponse:
+    """Events ``location`` whose data is the view of ``/location``. The current view comes at
+    once (with ``Last-Event-ID``: only when it differs from the one that id names); then the
+    view is recomputed on every live status or position and at least every
+    ``CAMPERHUB_API_LOCATION_REFRESH_S`` (30 s: ETAs, windows that start or end), and sent
+    when it changed. The privacy filter applies to every event."""
+    sub = broadcaster.subscribe(camper, {Stream.STATUS.value, Stream.POSITION.value})
+    try:
+        tracker = await _tracker(camper, store, schedules, broadcaster, clock)
+    except BaseException:
+        sub.close()
+        raise
+    seen = last_event_id.rpartition(":")[2].strip() if last_event_id else None
+
+    async def events() -> Any:
+        nonlocal seen
+        metrics.sse_clients.inc()
+        loop = asyncio.get_running_loop()
+        getter: asyncio.Task[Any] | None = None
+        try:
+            due = loop.time() + settings.location_refresh_s
+            msg_id = broadcaster.last_id()
+            while True:
+                view = tracker.view(clock())
+                sig = signature(view)
+                if sig != seen:
+                    seen = sig
+                    yield ServerSentEvent(data=json.dumps(view, ensure_ascii=False), event="location", id=f"{msg_id}:{sig}")
+                getter = getter or asyncio.ensure_future(sub.queue.get())
+                done, _ = await asyncio.wait({getter}, timeout=max(0.0, due - loop.time()))
+                if not done:  # the periodic refresh: time moves ETAs and windows; a schedule may have been saved
+                    await run_in_threadpool(tracker.reload_schedule, schedules)
+                    due = loop.time() + settings.location_refresh_s
+                    continue
+                msg, getter = getter.result(), None
+                if msg is None:  # dropped (too far behind) or shutting down: the client reconnects
+                    return
+                tracker.feed(msg)
+                msg_id = msg.id
+        finally:
+            if getter is not None:
+                getter.cancel()
+            sub.close()
+            metrics.sse_clients.dec()
+
+    return EventSourceResponse(events(), ping=settings.sse_ping_s, send_timeout=settings.sse_send_timeout_s)
+
+
+@router.get(
+    "/campers/{camper}/schedule", summary="Stops, the visits of the next days and the exceptions",
+    responses={k: _ERRORS[k] for k in (404, 422, 429)},
+)
+def schedule(
+    request: Request, camper: CamperIdDep, schedules: SchedulesDep, clock: ClockDep, settings: SettingsDep,
+    days: Annotated[int, Query(ge=1, le=60, description="How many local days of visits, today included")] = 14,
+) -> Response:
+    """Public: the stops (their public positions), every visit of the next ``days`` local days
+    (Europe/Rome dates; start and end in UTC and local time; services), and the exceptions
+    from today on (holidays, cancellations, extra visits)."""
+    found = schedules.get(camper)
+    if found is None:
+        raise HTTPException(404, detail=f"camper {camper!r} has no schedule")
+    return _json(request, schedule_view(found, clock(), days), cache_control(settings), etag=True)
