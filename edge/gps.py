@@ -46,9 +46,9 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from camperhub.contract import MIN_TS_MS, Stream, field_specs
 from camperhub.edge.clock import boot_ms
@@ -179,13 +179,16 @@ class GpsCounters:
         return dict(self.__dict__)
 
 
-@dataclass
-class _RateLimit:
-    """Log the first occurrence of each kind of problem, then at most once per LOG_EVERY_S with a count."""
+class RateLimitedLog:
+    """Log the first occurrence of each kind of problem, then at most once per LOG_EVERY_S with a count.
 
-    every_s: float = LOG_EVERY_S
-    _last: dict[str, float] = field(default_factory=dict)
-    _suppressed: dict[str, int] = field(default_factory=dict)
+    A receiver spewing garbage at 10 lines a second must not fill the SD card with the same warning.
+    """
+
+    def __init__(self, logger: logging.Logger, every_s: float = LOG_EVERY_S) -> None:
+        self.logger, self.every_s = logger, every_s
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
 
     def warn(self, kind: str, msg: str, *args: object) -> None:
         now = time.monotonic()
@@ -195,7 +198,31 @@ class _RateLimit:
             return
         self._last[kind] = now
         n = self._suppressed.pop(kind, 0)
-        log.warning(msg + (f" ({n} more like it not logged)" if n else ""), *args)
+        self.logger.warning(msg + (f" ({n} more like it not logged)" if n else ""), *args)
+
+
+class ReconnectingSource:
+    """What the GPS sources share: a back-off wait that :meth:`close` cuts short, ``async with``."""
+
+    def __init__(self) -> None:
+        self._closed = False
+        self._wake = asyncio.Event()
+
+    async def close(self) -> None:
+        """Stop reading; safe to call twice (subclasses close their connection too)."""
+        self._closed = True
+        self._wake.set()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Back-off wait that :meth:`close` cuts short."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
 
 
 def parse_gpsd_address(address: str) -> tuple[str, int]:
@@ -244,7 +271,7 @@ def _number(obj: Mapping[str, Any], key: str, problems: list[str]) -> float | No
     return float(value)
 
 
-class GpsdClient:
+class GpsdClient(ReconnectingSource):
     """Reads gpsd's reports as :class:`GpsFix` values, reconnecting for as long as it runs.
 
     ``async for fix in client.fixes(): ...`` runs until :meth:`close` (from any
@@ -274,14 +301,13 @@ class GpsdClient:
         self.gpsd_version: str | None = None
         #: True once gpsd confirmed the WATCH on the current connection (reports flow from then on)
         self.watching = False
-        self._closed = False
-        self._wake = asyncio.Event()
+        super().__init__()
         self._writer: asyncio.StreamWriter | None = None
         self._ever_connected = False
         self._lines = 0  # lines received on the current connection
         self._had_fix: bool | None = None
         self._sky: dict[str, tuple[int, float | None, int | None]] = {}  # device -> (boot_ms, hdop, sats)
-        self._limit = _RateLimit()
+        self._limit = RateLimitedLog(log)
 
     @classmethod
     def from_config(cls, cfg: GpsConfig, **kwargs: Any) -> GpsdClient:
@@ -351,22 +377,10 @@ class GpsdClient:
 
     async def close(self) -> None:
         """Stop :meth:`fixes` (it returns) and close the connection; safe to call twice."""
-        self._closed = True
-        self._wake.set()
+        await super().close()
         writer = self._writer
         if writer is not None:
             writer.close()
-
-    async def __aenter__(self) -> GpsdClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def _sleep(self, seconds: float) -> None:
-        """Back-off wait that :meth:`close` cuts short."""
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _reports(self, reader: asyncio.StreamReader) -> AsyncIterator[GpsFix]:
         """Split the stream into lines ourselves, so an overlong line is dropped whole (not in pieces)."""

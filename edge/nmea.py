@@ -51,7 +51,7 @@ import pynmea2
 from camperhub.contract import MIN_TS_MS
 from camperhub.edge.clock import boot_ms
 from camperhub.edge.config import GpsConfig
-from camperhub.edge.gps import LOG_EVERY_S, POSITION_RANGES, GpsFix, out_of_range
+from camperhub.edge.gps import POSITION_RANGES, GpsFix, RateLimitedLog, ReconnectingSource, out_of_range
 from camperhub.edge.transport import Transport, parse_transport
 
 log = logging.getLogger(__name__)
@@ -89,25 +89,6 @@ class NmeaCounters:
         return dict(self.__dict__)
 
 
-class _RateLimit:
-    """Log the first occurrence of each kind of problem, then at most once per LOG_EVERY_S with a count."""
-
-    def __init__(self, logger: logging.Logger = log, every_s: float = LOG_EVERY_S) -> None:
-        self.logger, self.every_s = logger, every_s
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def warn(self, kind: str, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        last = self._last.get(kind)
-        if last is not None and now - last < self.every_s:
-            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
-            return
-        self._last[kind] = now
-        n = self._suppressed.pop(kind, 0)
-        self.logger.warning(msg + (f" ({n} more like it not logged)" if n else ""), *args)
-
-
 def _float(value: Any) -> float | None:
     """A field as float; None when empty. ValueError when it is not a number."""
     if value is None or value == "":
@@ -128,7 +109,7 @@ class NmeaParser:
         self.counters = NmeaCounters()
         self.device = device
         self._boot_clock = boot_clock
-        self._limit = _RateLimit()
+        self._limit = RateLimitedLog(log)
         self._gga: tuple[int, Any] | None = None  # (boot ms, sentence)
         self._gsa: tuple[int, Any] | None = None
         self._vtg: tuple[int, Any] | None = None
@@ -297,7 +278,7 @@ class NmeaParser:
             log.warning("GPS (NMEA) has no fix (%s)", what)
 
 
-class NmeaReader:
+class NmeaReader(ReconnectingSource):
     """Reads an NMEA receiver on a serial port (or a TCP stream) as :class:`GpsFix` values.
 
     ``async for fix in reader.fixes(): ...`` runs until :meth:`close` (from
@@ -320,8 +301,7 @@ class NmeaReader:
         self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
         self.connect_timeout_s = connect_timeout_s
         self.parser = NmeaParser(boot_clock=boot_clock, device=transport.device or str(transport))
-        self._closed = False
-        self._wake = asyncio.Event()
+        super().__init__()
         self._ever_open = False
         #: True while the port (or TCP source) is open: what arrives from now on is read
         self.is_open = False
@@ -387,21 +367,9 @@ class NmeaReader:
 
     async def close(self) -> None:
         """Stop :meth:`fixes` (it returns) and close the port; safe to call twice."""
-        self._closed = True
-        self._wake.set()
+        await super().close()
         if self._close_current is not None:
             self._close_current()
-
-    async def __aenter__(self) -> NmeaReader:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def _sleep(self, seconds: float) -> None:
-        """Back-off wait that :meth:`close` cuts short."""
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _open(self) -> AsyncIterator[bytes]:
         """Open the source; an async iterator of byte chunks that ends at EOF or :meth:`close`."""
