@@ -98,10 +98,7 @@ class LiveListener:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=self.protocol, clean_session=None if v5 else True
         )
-        if self.url.username:
-            client.username_pw_set(self.url.username, self.url.password)
-        if self.url.scheme == "mqtts":
-            client.tls_set(ca_certs=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None)
+        self.url.configure(client, self.settings.mqtt_ca_file)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

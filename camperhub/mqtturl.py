@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict
@@ -38,3 +39,11 @@ class MqttUrl(BaseModel):
         """The URL without its password, safe for logs."""
         user = f"{self.username}@" if self.username else ""
         return f"{self.scheme}://{user}{self.host}:{self.port}"
+
+    def configure(self, client: Any, ca_file: Path | str | None = None) -> None:
+        """Give a paho client this URL's credentials and, for ``mqtts``, TLS with the host's certificate checked
+        (against ``ca_file``, else the system's CAs)."""
+        if self.username:
+            client.username_pw_set(self.username, self.password)
+        if self.scheme == "mqtts":
+            client.tls_set(ca_certs=str(ca_file) if ca_file else None)

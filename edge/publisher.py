@@ -21,7 +21,6 @@ stops and reports what to do (``on_fatal``) instead of hammering the broker.
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from collections import Counter
@@ -123,10 +122,7 @@ class MqttPublisher:
             protocol=self.protocol,
             clean_session=None if v5 else False,
         )
-        if self.url.username:
-            client.username_pw_set(self.url.username, self.url.password)
-        if self.url.scheme == "mqtts":
-            client.tls_set(ca_certs=str(self.settings.ca_file) if self.settings.ca_file else None, cert_reqs=ssl.CERT_REQUIRED)
+        self.url.configure(client, self.settings.ca_file)
         client.max_inflight_messages_set(self.max_inflight)
         client.max_queued_messages_set(self.max_queued)
         client.reconnect_delay_set(min_delay=1, max_delay=60)
