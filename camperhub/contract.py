@@ -195,6 +195,9 @@ class StatusSample(_Sample):
     )
     clock: Literal["gps", "ntp", "unsynced"] | None = Field(default=None, description="Which clock stamps the readings now")
     in_service: bool | None = None
+    gps_fix: Literal[0, 2, 3] | None = Field(
+        default=None, description="The GPS now: 0 no fix (no position is sent), 2 = 2D, 3 = 3D; absent without a GPS"
+    )
     mode: Literal["normal", "live"] | None = None
     live_until_ts: int | None = Field(
         default=None, ge=MIN_TS_MS, le=2**53, description="While mode is live: when it falls back to normal, Unix epoch ms"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 EXIT_CONFIG = 78
 #: The agent's heartbeat: mode expiry, status when due, the status LED.
 TICK_S = 1.0
+#: A GPS silent this long reports no fix in the status (gpsd gone, receiver unplugged).
+GPS_SILENT_S = 10.0
 
 
 class Companion(Protocol):
@@ -115,6 +118,8 @@ class EdgeAgent:
         #: set by the GPIO inputs when wired (edge/peripherals.py); None: no such input
         self.shore_power: bool | None = None
         self.in_service: bool | None = None
+        #: set by the GPS companion on every report: (fix 0|2|3, monotonic time of the report)
+        self.gps: tuple[int, float] | None = None
         self._stop = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mode_changed = asyncio.Event()
@@ -225,6 +230,9 @@ class EdgeAgent:
             out["live_until_ts"] = until
         if self.in_service is not None:
             out["in_service"] = self.in_service
+        if self.gps is not None:  # a GPS that stopped reporting has no fix either
+            fix, at = self.gps
+            out["gps_fix"] = fix if time.monotonic() - at < GPS_SILENT_S else 0
         if self.last_error:
             out["last_error"] = self.last_error[:500]
         return out

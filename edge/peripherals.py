@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from camperhub.contract import Stream
@@ -69,6 +70,7 @@ class GpsCompanion:
             async for fix in self.client.fixes():
                 if fix.time_ms is not None:
                     agent.clock.gps_time(fix.time_ms, fix.boot_ms)
+                agent.gps = (fix.fix, time.monotonic())
                 smoothed = self.smoother.smooth(fix, fix.boot_ms / 1000)
                 if smoothed is None:
                     continue  # a jump no vehicle makes (counted in self.smoother.counters)

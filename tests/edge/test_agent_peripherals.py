@@ -97,12 +97,20 @@ def test_gps_sets_the_clock_and_positions_carry_gps_time(mosquitto: MosquittoBro
             gpsd.write(no_fix_sentences(gps_start))
             sub.pump_until(lambda: agent.agent.counters["samples"] >= 5, 20, "readings without a fix")
             assert not _stream(sub, "energy") and agent.agent.clock.source == "unsynced"
+
+
+            def no_fix_in_status() -> bool:
+                gpsd.write(no_fix_sentences(gps_start))  # the receiver keeps saying it has no fix
+                return any(s.get("gps_fix") == 0 for s in _stream(sub, "status"))
+
+            sub.pump_until(no_fix_in_status, 15, "status: no fix")
             fixed_at_boot_s = time.clock_gettime(time.CLOCK_BOOTTIME)
             for i in range(6):  # driving east along Viale Aguggiari, ~23 m a second (84 km/h)
                 at = gps_start + timedelta(seconds=10 + i)
                 gpsd.write(fix_sentences(at, 45.8166, 8.8250 + i * 0.0003, speed_kn=45.0))
                 time.sleep(0.3)
             sub.pump_until(lambda: len(_stream(sub, "position")) >= 3, 20, "positions")
+            sub.pump_until(lambda: _stream(sub, "status")[-1].get("gps_fix") == 3, 10, "status: a 3D fix")
             sub.pump_until(lambda: len(_stream(sub, "energy")) >= agent.agent.counters["samples"] - 10, 20, "the held readings, dated")
         finally:
             agent.stop()
