@@ -10,7 +10,9 @@ it from being doubled.
 After a successful flush, and at most every ``rollup_every_s``, a thread of
 its own folds the energy minutes written since into per-minute rollups
 (Store.rollup), and every ``prune_every_s`` deletes raw energy older than
-``CAMPERHUB_RAW_RETENTION_DAYS`` (Store.prune_raw). Several ingest processes
+``CAMPERHUB_RAW_RETENTION_DAYS`` (Store.prune_raw) and positions older than
+``CAMPERHUB_POSITION_RETENTION_DAYS`` (Store.prune_positions: the position
+history is staff-only and kept for a bounded time). Several ingest processes
 may do so at once (both are idempotent); a failure there is logged and tried
 again next time, and never holds up storing and acknowledging telemetry.
 
@@ -80,7 +82,7 @@ class IngestSettings(MqttClientSettings):
     retry_max_s: float = Field(default=30, gt=0)
     protocol: str = Field(default="auto", pattern=r"^(auto|5|3\.1\.1)$")
     rollup_every_s: float = Field(default=60, gt=0, description="Fold energy minutes into rollups at most this often")
-    prune_every_s: float = Field(default=3600, gt=0, description="Delete raw energy past the store's raw retention this often")
+    prune_every_s: float = Field(default=3600, gt=0, description="Delete raw energy and positions past their retentions this often")
     receipts: bool = Field(default=True, description="Send each camper cmd/stored receipts (it keeps readings until then)")
     receipt_every_s: float = Field(default=5.0, gt=0, le=300, description="Receipts to one camper at most this often")
 
@@ -121,11 +123,13 @@ class Ingest:
     """Subscribes, validates, batches, stores and acknowledges, in paho's thread and a flusher thread."""
 
     def __init__(
-        self, settings: IngestSettings, store: Store, *, clock: Callable[[], float] = time.time, raw_retention: timedelta | None = None
+        self, settings: IngestSettings, store: Store, *, clock: Callable[[], float] = time.time, raw_retention: timedelta | None = None,
+        position_retention: timedelta | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.raw_retention = raw_retention  # None: raw energy is kept forever
+        self.position_retention = position_retention  # None: positions are kept forever
         self.url = MqttUrl.parse(settings.mqtt_url)
         self.clock = clock
         self.counters: Counter[str] = Counter()
@@ -401,10 +405,18 @@ class Ingest:
             if now >= next_rollup:
                 next_rollup = now + self.settings.rollup_every_s
                 self._job("rollup", self.store.rollup, "rollup_minutes")
-            retention = self.raw_retention
-            if retention and now >= next_prune:
+            if now >= next_prune and (self.raw_retention or self.position_retention):
                 next_prune = now + self.settings.prune_every_s
-                self._job("prune", lambda: self.store.prune_raw(datetime.fromtimestamp(self.clock(), UTC) - retention), "pruned_samples")
+                self._prune()
+
+    def _prune(self) -> None:
+        """Raw energy past the raw retention, positions past the position retention (each when set)."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        raw, positions = self.raw_retention, self.position_retention
+        if raw:
+            self._job("prune", lambda: self.store.prune_raw(now - raw), "pruned_samples")
+        if positions:
+            self._job("prune_positions", lambda: self.store.prune_positions(now - positions), "pruned_positions")
 
     def _job(self, name: str, run: Callable[[], int], counter: str) -> None:
         """Run a store job; a failure is logged and counted, and the job runs again next time."""
@@ -449,13 +461,18 @@ def run_ingest() -> int:
     """``camperhub ingest``: run until SIGTERM/SIGINT."""
     import signal
 
+    from camperhub.schedule import ScheduleSettings
     from camperhub.settings import StoreSettings
     from camperhub.store import open_store
 
     settings, store_settings = ingest_settings(), StoreSettings()
+    position_days = ScheduleSettings().position_retention_days  # CAMPERHUB_POSITION_RETENTION_DAYS
     store = open_store(store_settings)
     days = store_settings.raw_retention_days
-    ingest = Ingest(settings, store, raw_retention=timedelta(days=days) if days > 0 else None)
+    ingest = Ingest(
+        settings, store, raw_retention=timedelta(days=days) if days > 0 else None,
+        position_retention=timedelta(days=position_days) if position_days > 0 else None,
+    )
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

@@ -57,7 +57,7 @@ class ScheduleSettings(BaseSettings):
 
     schedule_path: Path = Field(default=Path("var/schedules.sqlite"), description="SQLite file of the per-camper schedules")
     position_retention_days: float = Field(
-        default=30, gt=0, le=3650, description="Position history (staff only) is kept this long; the store prunes older positions"
+        default=30, ge=0, le=3650, description="Position history (staff only) is kept this long; the store prunes older positions (0: kept forever)"
     )
     service_grace_before_min: float = Field(default=10, ge=0, le=120, description="In service this long before a scheduled window")
     service_grace_after_min: float = Field(default=10, ge=0, le=120, description="In service this long after a scheduled window")

@@ -117,11 +117,17 @@ def _hhmm(moment: datetime, schedule: Schedule) -> str:
     return moment.astimezone(schedule.tz).strftime("%H:%M")
 
 
+#: Below this a fix is a camper standing (GPS jitter), not driving.
+MOVING_KMH = 3.0
+
+
 def recent_speed_kmh(positions: Sequence[PositionSample], now: datetime) -> tuple[float, float] | None:
     """(mean, standard deviation) of the speed over :data:`SPEED_WINDOW`; None when unknown.
 
     Reported ``speed_kmh`` values are used; without them, the speed between
-    consecutive fixes (distance / time).
+    consecutive fixes (distance / time). Only moving fixes count: the minutes the
+    camper stood at the last stop say nothing about how fast it drives (they
+    would stretch the first ETA after it leaves).
     """
     since_ms = int((now - SPEED_WINDOW).timestamp() * 1000)
     now_ms = int(now.timestamp() * 1000)
@@ -132,6 +138,7 @@ def recent_speed_kmh(positions: Sequence[PositionSample], now: datetime) -> tupl
             distance_m(a.lat, a.lon, b.lat, b.lon) / ((b.ts - a.ts) / 1000) * 3.6
             for a, b in zip(recent, recent[1:]) if b.ts > a.ts
         ]
+    speeds = [v for v in speeds if v >= MOVING_KMH]
     if not speeds:
         return None
     mean = sum(speeds) / len(speeds)

@@ -47,6 +47,12 @@ ARCHITECTURE.md §11; the arithmetic is in :mod:`camperhub.store.rollup`):
 * the ingest runs rollup() about every minute and prune_raw() every hour
   (broker/ingest.py); both are safe to run from several processes at once.
 
+Position history is for staff only and kept for a bounded, configurable time
+(ARCHITECTURE.md §10): :meth:`Store.prune_positions` deletes positions older
+than a cutoff, and the ingest calls it every ``prune_every_s`` with
+``CAMPERHUB_POSITION_RETENTION_DAYS`` (camperhub.schedule.ScheduleSettings).
+Positions have no rollups: what is pruned is gone.
+
 Seq accounting (:meth:`Store.seq_summary`, for the completeness report of
 camperhub/completeness.py): every sample carries ``seq``, strictly increasing
 per camper and stream, so what did not arrive shows as a jump in ``seq``.
@@ -204,6 +210,15 @@ class Store(Protocol):
         number of samples deleted. The rollups stay. An InfluxDB server that does not
         support DELETE (2.x/3.x v1 compatibility) leaves raw retention to its own
         retention policy or bucket retention: 0, logged once.
+        """
+        ...
+
+    def prune_positions(self, older_than: datetime) -> int:
+        """Delete every camper's ``position`` samples stamped before ``older_than`` (aware;
+        a sample exactly at it stays); the number deleted. Idempotent, safe from several
+        processes at once. An InfluxDB server that does not support DELETE (2.x/3.x v1
+        compatibility) leaves position retention to its retention policy or bucket
+        retention: 0, logged once.
         """
         ...
 

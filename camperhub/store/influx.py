@@ -321,6 +321,10 @@ class InfluxStore:
         """See Store.prune_raw and camperhub/store/influx_rollup.py."""
         return self._rollups.prune_raw(older_than)
 
+    def prune_positions(self, older_than: datetime) -> int:
+        """See Store.prune_positions and camperhub/store/influx_rollup.py (``DELETE FROM "position"``)."""
+        return self._rollups.prune_positions(older_than)
+
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Payloads as base64 (InfluxDB strings must be valid text); time = received_ms plus a
         distinct sub-millisecond offset, so letters of the same ms do not overwrite each other

@@ -223,6 +223,22 @@ class InfluxRollups:
             self._run([f"DELETE {w}" for w in where])
         return deleted
 
+    def prune_positions(self, older_than: datetime) -> int:
+        """See Store.prune_positions: per camper ``DELETE FROM "position" WHERE "camper" = ...
+        AND time < older_than``, the positions counted by ``seq`` first (DELETE reports no
+        count; every contract sample carries seq). No journal: positions have no rollups."""
+        if older_than.tzinfo is None:
+            raise ValueError("older_than must be timezone-aware")
+        if not self._delete_works():
+            return 0
+        cutoff = ns(older_than)
+        deleted = 0
+        for batch in _chunks(self._campers_of("position"), STATEMENTS_PER_REQUEST):
+            where = [f'FROM "position" WHERE "camper" = {quote_literal(c)} AND time < {cutoff}' for c in batch]
+            deleted += sum(int(r["count"]) for res in self._run([f'SELECT COUNT("seq") {w}' for w in where]) for r in self._rows(res))
+            self._run([f"DELETE {w}" for w in where])
+        return deleted
+
     def _delete_works(self) -> bool:
         """Probe DELETE once (a statement that deletes nothing); without it, say so once."""
         if self._delete_supported is None:
@@ -233,8 +249,8 @@ class InfluxRollups:
                 if not _NO_DELETE.search(str(exc)):
                     raise
                 log.info(
-                    "InfluxDB at %s does not support DELETE through the v1 API (%s): raw energy retention is left to "
-                    "the database's retention policy or bucket retention; rollups in %r are kept",
+                    "InfluxDB at %s does not support DELETE through the v1 API (%s): raw energy and position retention "
+                    "are left to the database's retention policy or bucket retention; rollups in %r are kept",
                     self.store.url_without_credentials, exc, self.database,
                 )
                 self._delete_supported = False

@@ -17,6 +17,7 @@ writes mark their minutes in ``dirty_minute`` in the same transaction;
 :meth:`SqliteStore.rollup` folds them into ``energy_1m``, and aggregated energy
 reads of whole minutes take the folded buckets from there, the rest from raw.
 :meth:`SqliteStore.prune_raw` deletes old raw rows; the rollups stay.
+:meth:`SqliteStore.prune_positions` deletes old positions (the staff-only history's retention).
 :meth:`SqliteStore.seq_summary` (the completeness report's seq accounting) is
 in sqlite_seqs.py.
 
@@ -65,6 +66,8 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 2
 #: Above this many candidate intervals, aggregate with one GROUP BY scan instead of one seek per interval.
 PER_BUCKET_MAX = 50_000
+#: Positions deleted per transaction by prune_positions (writers wait at most one chunk).
+PRUNE_POSITIONS_CHUNK = 20_000
 _NUMERIC_ONLY = {"mean": "AVG", "min": "MIN", "max": "MAX", "sum": "SUM"}
 #: Aggregates InfluxDB 1.x refuses for a field type (min/max of a bool is defined: False < True).
 _UNDEFINED = {("text", a) for a in _NUMERIC_ONLY} | {("bool", "mean"), ("bool", "sum")}
@@ -489,6 +492,29 @@ class SqliteStore:
                 with self._transaction(f"pruning raw energy of {camper}"):
                     n, done = sqlite_rollup.prune_step(self._conn, camper, cutoff)
                 deleted += n
+        return deleted
+
+    def prune_positions(self, older_than: datetime) -> int:
+        """See :meth:`Store.prune_positions`: per camper, PRUNE_POSITIONS_CHUNK rows per
+        transaction, oldest first, along the primary key (camper, ts_ms)."""
+        if older_than.tzinfo is None:
+            raise ValueError("older_than must be timezone-aware")
+        cutoff = _ms_ceil(older_than)  # ts_ms < cutoff <=> stamped before older_than
+        t = _q(Stream.POSITION.value)
+        with self._transaction("listing campers", immediate=False):
+            campers = self._campers_of(Stream.POSITION.value)
+        deleted = 0
+        for camper in campers:
+            while True:
+                with self._transaction(f"pruning positions of {camper}"):
+                    n = self._conn.execute(
+                        f"DELETE FROM {t} WHERE camper = ? AND ts_ms IN "
+                        f"(SELECT ts_ms FROM {t} WHERE camper = ? AND ts_ms < ? ORDER BY ts_ms LIMIT ?)",
+                        (camper, camper, cutoff, PRUNE_POSITIONS_CHUNK),
+                    ).rowcount
+                deleted += n
+                if n < PRUNE_POSITIONS_CHUNK:
+                    break
         return deleted
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:

@@ -369,5 +369,7 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     ScheduleRepository().save(daily())
     assert (tmp_path / "x.sqlite").exists()
     monkeypatch.setenv("CAMPERHUB_POSITION_RETENTION_DAYS", "0")
+    assert ScheduleSettings().position_retention_days == 0, "0 keeps the history forever"
+    monkeypatch.setenv("CAMPERHUB_POSITION_RETENTION_DAYS", "-1")
     with pytest.raises(ValidationError, match="position_retention_days"):
         ScheduleSettings()

@@ -227,3 +227,12 @@ def test_no_raw_coordinates_ever(now, where, switch, staff):
     assert TypeAdapter(PublicView).validate_python(dumped) == view  # what the API serialises reads back
     if staff is False:
         assert view.state == "not_in_service"
+
+
+def test_the_minutes_parked_at_the_last_stop_do_not_slow_the_eta():
+    now = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
+    parked = [pos(now - timedelta(seconds=600 - 10 * i), (45.8068, 8.8128), speed_kmh=0.0, seq=i) for i in range(50)]
+    driving = [pos(now - timedelta(seconds=60 - 10 * i), (45.8068, 8.8128 + 0.001 * i), speed_kmh=36.0, seq=100 + i) for i in range(6)]
+    mean, _ = recent_speed_kmh(parked + driving, now)
+    assert mean == pytest.approx(36.0), "only moving fixes say how fast the camper drives"
+    assert recent_speed_kmh(parked, now) is None, "standing only: no speed known (the town default applies)"
