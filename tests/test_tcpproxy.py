@@ -191,6 +191,6 @@ def test_tcp_info_counts_the_clients_segments_and_bytes(server: socket.socket):
 
 def test_via_rewrites_host_and_port_only():
     with TcpProxy(1883) as proxy:
-        assert proxy.via("mqtt://varese-1:s3cr%40t@10.0.0.1:1883") == f"mqtt://varese-1:s3cr%40t@127.0.0.1:{proxy.port}"
+        assert proxy.via("mqtt://varese-1:s3cr%40t@broker.example.org:1883") == f"mqtt://varese-1:s3cr%40t@127.0.0.1:{proxy.port}"
         assert proxy.via("http://127.0.0.1:8086/x") == f"http://127.0.0.1:{proxy.port}/x"
     proxy.close()  # twice is fine
