@@ -27,8 +27,10 @@ log = logging.getLogger("camperhub.demo")
 CAMPER = "varese-1"
 
 
-def demo_edge_config(mqtt_port: int, modbus_port: int, folder: Path) -> str:
+def demo_edge_config(mqtt_port: int, modbus_port: int, folder: Path, gps_port: int | None = None) -> str:
     """The demo camper's edge config: the same file format as on a real Pi."""
+    from camperhub.edge.stops import DEMO_STOPS_FILE
+
     return f"""\
 camper: {CAMPER}
 mqtt:
@@ -50,7 +52,12 @@ modes:
   normal:
     batch_interval_s: 0    # no 4G to spare here: every reading at once
     status_interval_s: 30
-"""
+""" + (f"""\
+gps:
+  nmea: tcp://127.0.0.1:{gps_port}    # the route simulator (no gpsd needed for the demo)
+position:
+  stops_file: {DEMO_STOPS_FILE}
+""" if gps_port is not None else "")
 
 
 async def _start_broker(port: int) -> Any:
@@ -103,6 +110,8 @@ def _print_status(store: SqliteStore) -> None:
 
 
 DEMO_SCHEDULE_FILE = Path(__file__).resolve().parent.parent / "firmware-config" / "demo" / "schedule.yaml"
+#: How long the demo camper stays at each stop (real seconds): short, so that it is seen driving.
+DEMO_DWELL_S = 180.0
 
 
 def _demo_schedules() -> Any:
@@ -141,7 +150,10 @@ async def _run(duration_s: float | None, speed: float, store_path: Path, port: i
     from camperhub.edge.sim.runner import start_simulator
     from camperhub.yamlconf import validate_yaml
 
-    mqtt_port, modbus_port = free_port(), free_port()
+    from camperhub.edge.sim.gps_route import start_gps_simulator
+    from camperhub.edge.stops import DEMO_STOPS_FILE, load_stops
+
+    mqtt_port, modbus_port, gps_port = free_port(), free_port(), free_port()
     store = SqliteStore(store_path)
     with tempfile.TemporaryDirectory(prefix="camperhub-demo-") as tmp:
         folder = Path(tmp)
@@ -151,10 +163,13 @@ async def _run(duration_s: float | None, speed: float, store_path: Path, port: i
         )
         ingest = Ingest(IngestSettings(mqtt_url=f"mqtt://camperhub-ingest:demo@127.0.0.1:{mqtt_port}", protocol="3.1.1", batch_max_wait_s=0.2), store)
         ingest.start()
+        # the camper drives between the demo stops in real time (GPS time must be real: the ingest
+        # refuses readings from the future), stopping a few minutes at each
+        gps = start_gps_simulator(f"tcp://127.0.0.1:{gps_port}", load_stops(DEMO_STOPS_FILE), dwell_s=DEMO_DWELL_S)
         api, api_task = await _serve_api(port, mqtt_port, store_path)
         print(f"simulated Victron GX on tcp://127.0.0.1:{modbus_port} (time x{speed:g}); broker on mqtt://127.0.0.1:{mqtt_port}; store {store_path}")
         print(f"API on http://127.0.0.1:{port}/api/v1/campers (docs: http://127.0.0.1:{port}/docs)", flush=True)
-        config = validate_yaml(EdgeConfig, demo_edge_config(mqtt_port, modbus_port, folder), "demo-edge.yaml")
+        config = validate_yaml(EdgeConfig, demo_edge_config(mqtt_port, modbus_port, folder, gps_port), "demo-edge.yaml")
         stop = asyncio.Event()
         printer = asyncio.create_task(_print_stored(store, ingest, stop))
         agent_task = asyncio.create_task(run_agent(config, install_signals=False))
@@ -173,6 +188,7 @@ async def _run(duration_s: float | None, speed: float, store_path: Path, port: i
             api.should_exit = True
             await asyncio.gather(api_task, return_exceptions=True)
             _print_status(store)
+            gps.stop()
             sim.stop()
             await broker.shutdown()
             store.close()

@@ -32,6 +32,7 @@ def test_demo_shows_live_energy_values_reaching_the_store_and_the_api(tmp_path):
     )
     energy_now: object = None
     schedule: object = None
+    location: object = None
     try:
         deadline = time.monotonic() + 60
         while energy_now is None and time.monotonic() < deadline and proc.poll() is None:
@@ -41,6 +42,7 @@ def test_demo_shows_live_energy_values_reaching_the_store_and_the_api(tmp_path):
                 time.sleep(0.3)  # not up yet, or no reading stored yet (404)
         if energy_now is not None:
             schedule = _get_json(f"http://127.0.0.1:{port}/api/v1/campers/varese-1/schedule")
+            location = _get_json(f"http://127.0.0.1:{port}/api/v1/campers/varese-1/location")
         out, err = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
@@ -50,6 +52,7 @@ def test_demo_shows_live_energy_values_reaching_the_store_and_the_api(tmp_path):
     assert res.returncode == 0, res.stderr
     assert isinstance(energy_now, dict) and "battery_soc_pct" in json.dumps(energy_now), f"the API served the demo's readings: {energy_now}"
     assert isinstance(schedule, dict) and "bustecche" in json.dumps(schedule), "the demo week is the demo camper's schedule"
+    assert isinstance(location, dict) and location.get("state"), f"the public location answers: {location}"
     energy = [line for line in res.stdout.splitlines() if re.match(r"stored: varese-1 seq=\d+ +sun +\d+ W \| battery +\d+\.\d\d V", line)]
     assert len(energy) >= 3, res.stdout
     seqs = [int(re.search(r"seq=(\d+)", line).group(1)) for line in energy]
