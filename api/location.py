@@ -10,20 +10,35 @@ only :class:`~camperhub.service_state.PublicStop` positions leave this module.
 A camper without a schedule still has a view from ``status.in_service``
 alone: ``not_in_service`` (no next stop known) or ``in_service`` with no place
 at all (there is no stop whose position could be shown instead of its own).
+
+The stream's view is computed once per camper and update, not once per client
+(ARCHITECTURE.md §11: one process holds 5,000 stream clients, and a view costs
+milliseconds): a :class:`LocationFeed` per camper with clients holds the one
+tracker, subscribes to the live messages once, recomputes the view on each of
+them and on the periodic refresh, and when the view changed encodes it once
+as a server-sent event that every client sends as it is (views form a chain
+that each client follows: :class:`SharedView`). :class:`LocationHub` (one per Broadcaster, i.e. per process) opens
+a camper's feed with its first client and closes it with its last.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 import math
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from sse_starlette import ServerSentEvent
+from starlette.concurrency import run_in_threadpool
 
-from camperhub.api.events import Broadcaster, Message
+from camperhub.api.events import Broadcaster, Message, Subscription
 from camperhub.api.timefmt import LOCAL_TZ, iso_local, iso_utc
 from camperhub.contract import PositionSample, StatusSample, Stream
 from camperhub.schedule import Schedule, ScheduleSettings
@@ -31,6 +46,7 @@ from camperhub.schedule_io import ScheduleRepository
 from camperhub.service_state import SPEED_WINDOW, NotInService, PublicStop, public_view
 from camperhub.store.base import Store
 
+log = logging.getLogger(__name__)
 #: Positions older than this do not count (the speed estimate's window; a fix must be fresher still).
 RECENT = SPEED_WINDOW
 POSITION_FIELDS = ("lat", "lon", "speed_kmh", "fix")
@@ -129,6 +145,12 @@ class LocationTracker:
         """Pick up a schedule saved since (blocking)."""
         self.schedule = schedules.get(self.camper)
 
+    def merge(self, older: "LocationTracker") -> None:
+        """Keep what ``older`` knows and this (newly loaded) tracker does not: newer status, more positions."""
+        if older.status is not None and (self.status is None or older.status.ts > self.status.ts):
+            self.status = older.status
+        self.positions = {**older.positions, **self.positions}
+
     def feed(self, msg: Message) -> None:
         """A live status or position (a :func:`camperhub.api.views.sample_view` message)."""
         fields = msg.data.get("fields", {})
@@ -190,3 +212,222 @@ def schedule_view(schedule: Schedule, now: datetime, days: int = SCHEDULE_DAYS) 
         "visits": visits,
         "exceptions": [e.model_dump(mode="json", exclude_none=True) for e in schedule.exceptions if e.date >= today],
     }
+
+
+# -- the shared stream of one camper's view ----------------------------------------------------
+#: The live streams the view depends on.
+VIEW_STREAMS = frozenset({Stream.STATUS.value, Stream.POSITION.value})
+#: A client that joins gets a view recomputed at once when the shared one is older than this.
+FRESH_S = 1.0
+
+
+class SharedView:
+    """One computed view: its signature and the server-sent event every client sends (encoded once).
+
+    Views form a chain: when a different view replaces this one, ``next`` is set and
+    ``changed`` fires (when the feed closes, ``changed`` fires with ``next`` None). A
+    client follows the chain, so it sends every view in turn even when several came
+    while it was busy; one that lags more than ``LocationFeed.max_lag`` views behind
+    skips to the newest.
+    """
+
+    __slots__ = ("n", "sig", "event", "changed", "next")
+
+    def __init__(self, n: int, sig: str, event: bytes) -> None:
+        self.n = n
+        self.sig = sig
+        self.event = event
+        self.changed = asyncio.Event()
+        self.next: SharedView | None = None
+
+
+class LocationFeed:
+    """One camper's public view for all its stream clients (see the module doc); lives on the loop."""
+
+    def __init__(
+        self, hub: "LocationHub", tracker: LocationTracker, sub: Subscription, *, store: Store, schedules: ScheduleRepository,
+        clock: Callable[[], datetime], refresh_s: float,
+    ) -> None:
+        self.hub = hub
+        self.camper = tracker.camper
+        self.tracker = tracker
+        self.sub = sub
+        self.store = store
+        self.schedules = schedules
+        self.clock = clock
+        self.refresh_s = refresh_s
+        self.clients = 0
+        self.closed = False
+        self.computed = 0  # views computed (all clients together)
+        self.max_lag = hub.broadcaster.queue_size
+        self._msg_id = hub.broadcaster.last_id()
+        self._view: SharedView | None = None
+        self._at = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._compute()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"location-feed-{self.camper}")
+
+    def current(self) -> SharedView | None:
+        """The view now, for a client that joins (recomputed when older than FRESH_S); None once closed."""
+        if self.closed:
+            return None
+        if asyncio.get_running_loop().time() - self._at > FRESH_S:
+            self._compute()
+        return self._view
+
+    def after(self, view: SharedView) -> SharedView | None:
+        """The view a client sends after ``view`` (once ``view.changed`` fired): the next one, or the
+        newest when it lags more than ``max_lag`` views behind; None once the feed is closed."""
+        nxt = view.next
+        if nxt is None or self.closed or self._view is None:
+            return None
+        return self._view if self._view.n - nxt.n >= self.max_lag else nxt
+
+    def leave(self) -> None:
+        """A client is gone; the last one closes the feed."""
+        self.clients -= 1
+        if self.clients <= 0:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.sub.close()
+        self.hub._forget(self)
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+        if self._view is not None:
+            self._view.changed.set()  # wakes every client: after() is None, their streams end
+
+    def _compute(self) -> None:
+        view = self.tracker.view(self.clock())
+        self.computed += 1
+        self._at = asyncio.get_running_loop().time()
+        sig = signature(view)
+        old = self._view
+        if old is not None and old.sig == sig:
+            return
+        event = ServerSentEvent(data=json.dumps(view, ensure_ascii=False), event="location", id=f"{self._msg_id}:{sig}").encode()
+        self._view = SharedView(old.n + 1 if old is not None else 0, sig, event)
+        if old is not None:
+            old.next = self._view
+            old.changed.set()
+
+    def _feed(self, msg: Message) -> None:
+        self.tracker.feed(msg)
+        self._msg_id = msg.id
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.refresh_s
+        try:
+            while not self.closed:
+                try:
+                    msg = await asyncio.wait_for(self.sub.queue.get(), timeout=max(0.0, due - loop.time()))
+                except asyncio.TimeoutError:
+                    # the periodic refresh: time moves ETAs and windows; a schedule may have been saved,
+                    # the store may hold what the live listener did not see (it is off, or was reconnecting)
+                    if self.clients <= 0:
+                        return
+                    await self._reload()
+                    due = loop.time() + self.refresh_s
+                    self._compute()
+                    continue
+                if msg is None:
+                    if not self.sub.dropped:  # the broadcaster closed: shutting down
+                        return
+                    # too far behind (the loop was busy): what was missed comes from the replay ring
+                    self.sub = self.hub.broadcaster.subscribe(self.camper, VIEW_STREAMS, last_id=self._msg_id)
+                    if not self.sub.replay_complete:
+                        await self._reload()
+                else:
+                    self._feed(msg)
+                self._compute()  # one view per message: every client sees each change in turn
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the location feed of %s failed; its clients reconnect", self.camper)
+        finally:
+            self.close()
+
+    async def _reload(self) -> None:
+        try:
+            fresh = await run_in_threadpool(
+                LocationTracker.load, self.camper, self.store, self.schedules, self.hub.broadcaster, self.clock(), self.tracker.settings
+            )
+        except Exception as exc:  # the store is unavailable just now: keep what the feed knows
+            log.warning("location feed of %s: reloading failed (%s); keeping the current inputs", self.camper, exc)
+            return
+        if fresh is not None:
+            fresh.merge(self.tracker)
+            self.tracker = fresh
+
+
+class LocationHub:
+    """The location feeds of one process (one per Broadcaster): ``await hub.join(...)`` per stream client."""
+
+    _hubs: "weakref.WeakKeyDictionary[Broadcaster, LocationHub]" = weakref.WeakKeyDictionary()
+
+    def __init__(self, broadcaster: Broadcaster) -> None:
+        self.broadcaster = broadcaster
+        self._feeds: dict[str, LocationFeed] = {}
+        self._opening: dict[str, asyncio.Future[LocationFeed | None]] = {}
+
+    @classmethod
+    def of(cls, broadcaster: Broadcaster) -> "LocationHub":
+        hub = cls._hubs.get(broadcaster)
+        if hub is None:
+            hub = cls._hubs[broadcaster] = cls(broadcaster)
+        return hub
+
+    @property
+    def feeds(self) -> int:
+        return len(self._feeds)
+
+    async def join(
+        self, camper: str, *, store: Store, schedules: ScheduleRepository, clock: Callable[[], datetime], refresh_s: float,
+    ) -> LocationFeed | None:
+        """The camper's feed, counting one more client (call ``feed.leave()`` when it goes); None for a
+        camper nobody knows. The first client's join loads the inputs; those joining meanwhile wait for it."""
+        while True:
+            feed = self._feeds.get(camper)
+            if feed is not None and not feed.closed:
+                feed.clients += 1
+                return feed
+            opening = self._opening.get(camper)
+            if opening is None:
+                opening = asyncio.ensure_future(self._open(camper, store, schedules, clock, refresh_s))
+                self._opening[camper] = opening
+                opening.add_done_callback(lambda _f, c=camper: self._opening.pop(c, None))
+            # shielded: a client that leaves while the inputs load must not cancel the others' load
+            if await asyncio.shield(opening) is None:
+                return None
+            # loop: take the feed as registered (it may have closed meanwhile, on shutdown)
+
+    async def _open(
+        self, camper: str, store: Store, schedules: ScheduleRepository, clock: Callable[[], datetime], refresh_s: float,
+    ) -> LocationFeed | None:
+        sub = self.broadcaster.subscribe(camper, VIEW_STREAMS)  # first: nothing published during the load is missed
+        try:
+            tracker = await run_in_threadpool(LocationTracker.load, camper, store, schedules, self.broadcaster, clock())
+        except BaseException:
+            sub.close()
+            raise
+        if tracker is None:
+            sub.close()
+            return None
+        feed = LocationFeed(self, tracker, sub, store=store, schedules=schedules, clock=clock, refresh_s=refresh_s)
+        try:
+            feed.start()
+        except BaseException:
+            sub.close()
+            raise
+        self._feeds[camper] = feed
+        return feed
+
+    def _forget(self, feed: LocationFeed) -> None:
+        if self._feeds.get(feed.camper) is feed:
+            del self._feeds[feed.camper]

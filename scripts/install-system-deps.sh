@@ -7,8 +7,9 @@ set -euo pipefail
 # openssl: the TLS tests make a throw-away CA and server certificate at run time.
 # gpsd: the GPS tests start a private gpsd fed through a PTY (its client tools, gpsd-tools and
 # gpsd-clients with gpsfake, are not needed).
+# wrk: the API benchmark's load generator (tests/bench/test_bench_api.py).
 # chromium, chromium-driver: the tenants' page is tested in headless Chromium (selenium drives it; no browser download).
-packages=(python3 python3-venv python3-pip mosquitto mosquitto-clients socat influxdb influxdb-client gpsd openssl chromium chromium-driver)
+packages=(python3 python3-venv python3-pip mosquitto mosquitto-clients socat influxdb influxdb-client gpsd openssl wrk chromium chromium-driver)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -7,7 +7,6 @@ route is rate limited per client address; GETs carry ``Cache-Control``.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import json
@@ -37,7 +36,7 @@ from camperhub.api.deps import (
     StoreDep,
     cache_control,
 )
-from camperhub.api.location import LocationTracker, schedule_view, signature
+from camperhub.api.location import LocationHub, LocationTracker, schedule_view
 from camperhub.api.timefmt import iso_local, iso_utc, parse_instant, when
 from camperhub.api.views import sample_view
 from camperhub.contract import STORAGE_KINDS, SAMPLE_MODELS, Stream, field_specs
@@ -367,44 +366,29 @@ async def location_stream(
     once (with ``Last-Event-ID``: only when it differs from the one that id names); then the
     view is recomputed on every live status or position and at least every
     ``CAMPERHUB_API_LOCATION_REFRESH_S`` (30 s: ETAs, windows that start or end), and sent
-    when it changed. The privacy filter applies to every event."""
-    sub = broadcaster.subscribe(camper, {Stream.STATUS.value, Stream.POSITION.value})
-    try:
-        tracker = await _tracker(camper, store, schedules, broadcaster, clock)
-    except BaseException:
-        sub.close()
-        raise
+    when it changed. The privacy filter applies to every event. The view is computed once
+    per camper for all its clients (api/location.py, LocationFeed); a client that falls
+    far behind skips to the newest view."""
+    feed = await LocationHub.of(broadcaster).join(
+        camper, store=store, schedules=schedules, clock=clock, refresh_s=settings.location_refresh_s
+    )
+    if feed is None:
+        raise HTTPException(404, detail=f"unknown camper {camper!r} (no schedule, nothing stored)")
     seen = last_event_id.rpartition(":")[2].strip() if last_event_id else None
 
     async def events() -> Any:
         nonlocal seen
         metrics.sse_clients.inc()
-        loop = asyncio.get_running_loop()
-        getter: asyncio.Task[Any] | None = None
         try:
-            due = loop.time() + settings.location_refresh_s
-            msg_id = broadcaster.last_id()
-            while True:
-                view = tracker.view(clock())
-                sig = signature(view)
-                if sig != seen:
-                    seen = sig
-                    yield ServerSentEvent(data=json.dumps(view, ensure_ascii=False), event="location", id=f"{msg_id}:{sig}")
-                getter = getter or asyncio.ensure_future(sub.queue.get())
-                done, _ = await asyncio.wait({getter}, timeout=max(0.0, due - loop.time()))
-                if not done:  # the periodic refresh: time moves ETAs and windows; a schedule may have been saved
-                    await run_in_threadpool(tracker.reload_schedule, schedules)
-                    due = loop.time() + settings.location_refresh_s
-                    continue
-                msg, getter = getter.result(), None
-                if msg is None:  # dropped (too far behind) or shutting down: the client reconnects
-                    return
-                tracker.feed(msg)
-                msg_id = msg.id
+            view = feed.current()
+            while view is not None:  # None: the feed closed (shutdown, or it failed); the client reconnects
+                if view.sig != seen:
+                    seen = view.sig
+                    yield view.event  # encoded once for every client of the camper
+                await view.changed.wait()
+                view = feed.after(view)
         finally:
-            if getter is not None:
-                getter.cancel()
-            sub.close()
+            feed.leave()
             metrics.sse_clients.dec()
 
     return EventSourceResponse(events(), ping=settings.sse_ping_s, send_timeout=settings.sse_send_timeout_s)

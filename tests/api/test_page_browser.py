@@ -110,8 +110,14 @@ def _requested_urls(driver: webdriver.Chrome) -> list[str]:
     return urls
 
 
+def _text(driver: webdriver.Chrome, css: str) -> str:
+    """An element's rendered text, read in one step: the live update may swap the element at any moment
+    (a WebElement read in two steps could go stale in between)."""
+    return str(driver.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", css))
+
+
 def _state_text(driver: webdriver.Chrome) -> str:
-    return driver.find_element(By.ID, "state-text").text
+    return _text(driver, "#state-text")
 
 
 def test_the_page_in_headless_chromium(served, browser: webdriver.Chrome) -> None:
@@ -128,7 +134,7 @@ def test_the_page_in_headless_chromium(served, browser: webdriver.Chrome) -> Non
     assert sorted(labels) == sorted(["Bustecche", "San Fermo", "Bobbiate", "Valle Olona", "Biumo Inferiore", "Giubiano"])
     here = browser.find_elements(By.CSS_SELECTOR, "#map .stop.here")
     assert [e.get_attribute("data-stop") for e in here] == ["bustecche"]
-    assert "Guichet réparations et entretien" in browser.find_element(By.ID, "state").text
+    assert "Guichet réparations et entretien" in _text(browser, "#state")
     rows = browser.find_elements(By.CSS_SELECTOR, ".week tbody tr")
     assert len(rows) == 14  # the demo week: Monday to Saturday, Sunday none
     # the script ran (same origin, allowed by the CSP) and says so
