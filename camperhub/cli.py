@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Protocol
 from datetime import date
 from pathlib import Path
 
@@ -154,9 +155,6 @@ def _day(text: str) -> date:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Serve register maps from the physical model (or, with --gps, an NMEA route) until interrupted."""
-    import signal
-    import threading
-
     if args.gps is not None:
         return _simulate_gps(args)
     if not args.map or args.listen is None:
@@ -173,6 +171,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 2
     devices = ", ".join(f"{d.rmap.model} (unit {d.unit})" for d in sim.devices.values())
     print(f"simulating {devices} on {sim.listen}; Ctrl-C stops", flush=True)
+    return _serve_until_signal(sim)
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+def _serve_until_signal(sim: "_Stoppable") -> int:
+    """Keep a simulator serving until Ctrl-C or SIGTERM, then stop it."""
+    import signal
+    import threading
+
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
@@ -183,9 +193,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def _simulate_gps(args: argparse.Namespace) -> int:
     """``simulate --gps``: the camper's tour between the stops as NMEA over TCP (gpsd reads it as a tcp:// source)."""
-    import signal
-    import threading
-
     from camperhub.edge.sim.gps_route import start_gps_simulator
     from camperhub.edge.sim.runner import parse_start
     from camperhub.edge.stops import DEMO_STOPS_FILE, load_stops
@@ -202,12 +209,7 @@ def _simulate_gps(args: argparse.Namespace) -> int:
         print(f"camperhub simulate: {exc}", file=sys.stderr)
         return 2
     print(f"simulating a GPS receiver touring {len(stops)} stops as NMEA on {sim.listen}; Ctrl-C stops", flush=True)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
-    sim.stop()
-    return 0
+    return _serve_until_signal(sim)
 
 
 def cmd_broker_add_camper(args: argparse.Namespace) -> int:

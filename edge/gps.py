@@ -179,6 +179,17 @@ class GpsCounters:
         return dict(self.__dict__)
 
 
+def drop_out_of_range(values: dict[str, float | int | None], limit: "RateLimitedLog") -> int:
+    """Set position fields outside the contract's range to None (logged, rate-limited); how many were dropped."""
+    dropped = 0
+    for name, value in values.items():
+        if out_of_range(name, value):
+            dropped += 1
+            limit.warn("range-" + name, "GPS %s=%r outside the contract's range %s: dropped", name, value, POSITION_RANGES[name])
+            values[name] = None
+    return dropped
+
+
 class RateLimitedLog:
     """Log the first occurrence of each kind of problem, then at most once per LOG_EVERY_S with a count.
 
@@ -522,11 +533,7 @@ class GpsdClient(ReconnectingSource):
         if problems:
             self.counters.malformed += 1
             self._limit.warn("tpv", "gpsd TPV report with values of the wrong type: %s", ", ".join(problems))
-        for name, value in values.items():
-            if out_of_range(name, value):
-                self.counters.out_of_range += 1
-                self._limit.warn("range-" + name, "GPS %s=%r outside the contract's range %s: dropped", name, value, POSITION_RANGES[name])
-                values[name] = None
+        self.counters.out_of_range += drop_out_of_range(values, self._limit)
         self.counters.fixes += 1
         self._fix_state(True, mode)
         return GpsFix(

@@ -51,7 +51,7 @@ import pynmea2
 from camperhub.contract import MIN_TS_MS
 from camperhub.edge.clock import boot_ms
 from camperhub.edge.config import GpsConfig
-from camperhub.edge.gps import POSITION_RANGES, GpsFix, RateLimitedLog, ReconnectingSource, out_of_range
+from camperhub.edge.gps import GpsFix, RateLimitedLog, ReconnectingSource, drop_out_of_range, out_of_range
 from camperhub.edge.transport import Transport, parse_transport
 
 log = logging.getLogger(__name__)
@@ -245,11 +245,7 @@ class NmeaParser:
         values: dict[str, float | int | None] = {
             "alt_m": alt, "speed_kmh": speed_kmh, "course_deg": course, "hdop": hdop, "sats": sats,
         }
-        for name, value in values.items():
-            if out_of_range(name, value):
-                self.counters.out_of_range += 1
-                self._limit.warn("range-" + name, "GPS %s=%r outside the contract's range %s: dropped", name, value, POSITION_RANGES[name])
-                values[name] = None
+        self.counters.out_of_range += drop_out_of_range(values, self._limit)
         self.counters.fixes += 1
         self._fix_state(True, mode)
         return GpsFix(
