@@ -38,6 +38,12 @@ ARCHITECTURE.md §11; the arithmetic is in :mod:`camperhub.store.rollup`):
   answer is the same whether or not the job ran (floats to rounding). A
   bucket only partly inside a window that starts or ends inside a minute is
   read from raw: beyond the raw retention, align such windows to the minute;
+* a second tier folds each hour whose minutes were folded into one row per
+  (camper, hour) from its 60 minute rows (SQLite table ``energy_1h``, InfluxDB
+  measurement ``energy_1h`` in ``<database>_1m``), so ``every`` a whole number
+  of hours reads a year as 8,760 rows instead of 525,600: whole hours before
+  the hour horizon come from it, the rest from the minutes or raw, with the
+  same answers (tests/camperhub/store/test_hour_rollups.py);
 * :meth:`Store.prune_raw` deletes old raw energy, never from a dirty minute
   on. Raw (``every=None``) reads and :meth:`Store.latest` only see raw data:
   beyond the raw retention only aggregated reads answer. Minutes whose raw was

@@ -12,8 +12,8 @@ Mapping: measurement = stream, tag ``camper``, fields = the sample's fields
 measurement + tags + time, so a replayed sample overwrites itself.
 
 Rollups and raw retention (camperhub/store/influx_rollup.py): per-minute
-energy rollups go to measurement ``energy_1m`` of the database
-``<database>_1m``, so the raw database may get a retention policy (1.x) or
+energy rollups go to measurement ``energy_1m`` (per-hour ones, computed from
+them, to ``energy_1h``) of the database ``<database>_1m``, so the raw database may get a retention policy (1.x) or
 bucket retention (2.x/3.x) while the rollups stay forever; the minutes still
 to fold are kept in a local journal file (influx_journal.py). The seq
 accounting of the completeness report (:meth:`InfluxStore.seq_summary`) is
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import math
 import secrets
@@ -63,6 +64,8 @@ from camperhub.store.lineprotocol import ESCAPE_STRING, encode_line
 
 log = logging.getLogger(__name__)
 
+#: Rows per piece of a chunked /query answer (see InfluxStore._query).
+CHUNK_ROWS = 10_000
 #: Most rows of a raw series; patching either this or base.MAX_ROWS lowers the bound (tests).
 MAX_ROWS = base.MAX_ROWS
 DEAD_LETTER_MEASUREMENT = "dead_letter"
@@ -259,13 +262,15 @@ class InfluxStore:
                 kind = STORAGE_KINDS[stream][f]
                 if not rollup.defined(kind, aggregate):  # what InfluxDB refuses on raw, refused on rollups too
                     raise StoreRejected(f"InfluxDB cannot compute {aggregate} of {kind} field {f!r}: mean/min/max/sum need numeric fields")
-            segments = [rollup.Segment(start, end, False)]
+            segments = [rollup.Segment(start, end)]
             if rollup.served(stream, every):
-                segments = rollup.split_window(start, end, every, self._rollups.horizon(camper, datetime.now(UTC)))
+                minutes, hours = self._rollups.horizon(camper, datetime.now(UTC), hours=rollup.hour_served(every))
+                segments = rollup.split_window(start, end, every, minutes, hours)
             rows = []
             for seg in segments:
                 if seg.from_rollups:
-                    rows += self._rollups.buckets(camper, wanted, seg.start, seg.end, every, aggregate)
+                    tier = rollup.HOUR_ROLLUP_NAME if seg.source == rollup.HOUR_TIER else rollup.ROLLUP_NAME
+                    rows += self._rollups.buckets(camper, wanted, seg.start, seg.end, every, aggregate, tier)
                 else:
                     rows += self._raw_rows(camper, stream, wanted, seg.start, seg.end, every, aggregate)
         if not rows:
@@ -433,7 +438,9 @@ class InfluxStore:
 
     def _query(self, q: str, *, method: str = "GET", epoch: str = "ms", db: str | None = None) -> list[dict[str, Any]]:
         """Run InfluxQL; errors in the status, the body or any statement become StoreRejected."""
-        params = {"db": db or self.database, "epoch": epoch}
+        # chunked: InfluxDB streams the answer in pieces of CHUNK_ROWS rows, which its [http]
+        # max-row-limit (10,000 by default in 1.x) does not truncate; _parse_body joins them.
+        params = {"db": db or self.database, "epoch": epoch, "chunked": "true", "chunk_size": str(CHUNK_ROWS)}
         if method == "GET":
             status, data = self._send("GET", "/query", params={**params, "q": q}, parse=True)
         else:
@@ -457,7 +464,7 @@ class InfluxStore:
             raise StoreUnavailable(f"InfluxDB at {self.url_without_credentials} is unreachable: {type(exc).__name__}: {exc}") from exc
         status = response.status_code
         try:
-            data: Any = response.json() if response.content else {}
+            data: Any = _parse_body(response.content) if response.content else {}
         except ValueError:
             data = {"error": response.text[:500]}
         text = (data.get("error") if isinstance(data, dict) else None) or response.headers.get("X-Influxdb-Error", "") or response.text[:500]
@@ -468,3 +475,38 @@ class InfluxStore:
         if status == 403:
             raise StoreRejected(f"InfluxDB user is not allowed to do this: {text}; {_CREDENTIALS_HINT} or the user's privileges")
         return status, (data if parse else text)
+
+
+def _parse_body(content: bytes) -> Any:
+    """The JSON of an InfluxDB answer; a chunked /query answer (one JSON document per line, each
+    result and series marked ``partial`` but the last) joined into one, as if it came whole.
+
+    Why: a year of per-minute rollups is 525,600 rows, and a non-chunked query stops at the
+    server's max-row-limit (marked partial, refused here as truncated)."""
+    lines = [line for line in content.split(b"\n") if line.strip()]
+    if len(lines) <= 1:
+        return json.loads(content)
+    docs = [json.loads(line) for line in lines]
+    if any(not isinstance(d, dict) for d in docs):
+        raise ValueError("an InfluxDB chunk is not a JSON object")
+    error = next((d["error"] for d in docs if d.get("error")), None)
+    merged: dict[int, dict[str, Any]] = {}
+    for doc in docs:
+        for result in doc.get("results") or []:
+            sid = int(result.get("statement_id", 0))
+            target = merged.setdefault(sid, {"statement_id": sid, "_series": {}})
+            if result.get("error"):
+                target["error"] = result["error"]
+            for one in result.get("series") or []:
+                key = (one.get("name"), json.dumps(one.get("tags"), sort_keys=True))
+                seen = target["_series"].get(key)
+                if seen is None:
+                    target["_series"][key] = {k: v for k, v in one.items() if k != "partial"} | {"values": list(one.get("values") or [])}
+                else:
+                    seen["values"] += one.get("values") or []
+    results = []
+    for sid in sorted(merged):
+        result = merged[sid]
+        series = list(result.pop("_series").values())
+        results.append(result | ({"series": series} if series else {}))
+    return {"results": results, **({"error": error} if error else {})}

@@ -15,6 +15,13 @@ SQLite file next to the process (``CAMPERHUB_ROLLUP_JOURNAL``):
   after a restart): everything after the camper's newest rollup minute;
 * ``raw_pruned(camper, before_ms)``: raw before this was deleted; those minutes
   are never re-folded (see camperhub/store/base.py);
+* ``dirty_hour(camper, hour_ms, version)``: hours of the hour tier to recompute
+  from their minute rollups, marked (new version) after a fold wrote minutes
+  of the hour and before those minutes' marks are cleared, so a crash in
+  between cannot leave an hour stale and unmarked; a fold of the hour that read
+  before a newer mark leaves it (same version rule as minutes). A journal that
+  has not seen the hour tier yet (meta ``hours_caught_up``) marks, on its first
+  rollup, every hour from the camper's newest hour row to its newest minute;
 * ``meta``: the database the journal belongs to, the version counter.
 
 The ingest processes and the API of one InfluxDB database share one journal
@@ -43,6 +50,8 @@ _SCHEMA = (
     "PRIMARY KEY (camper, minute_ms)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS dirty_range (camper TEXT NOT NULL PRIMARY KEY, from_ms INTEGER NOT NULL, to_ms INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS raw_pruned (camper TEXT NOT NULL PRIMARY KEY, before_ms INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS dirty_hour (camper TEXT NOT NULL, hour_ms INTEGER NOT NULL, version INTEGER NOT NULL, "
+    "PRIMARY KEY (camper, hour_ms)) WITHOUT ROWID",
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('version', 0)",
 )
 
@@ -216,3 +225,43 @@ class RollupJournal:
         with self._tx("recording the catch-up") as c:
             c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('caught_up', 1)")
 
+    # -- the hour tier -------------------------------------------------------------------
+
+    def mark_hours(self, hours: Iterable[tuple[str, int]]) -> None:
+        """Mark (camper, hour start) to recompute from its minutes, with a new version."""
+        rows = sorted(set(hours))
+        if not rows:
+            return
+        with self._tx("marking hours dirty") as c:
+            version = c.execute("UPDATE meta SET value = value + 1 WHERE key = 'version' RETURNING value").fetchone()[0]
+            c.executemany(
+                "INSERT INTO dirty_hour (camper, hour_ms, version) VALUES (?, ?, ?) "
+                "ON CONFLICT (camper, hour_ms) DO UPDATE SET version = excluded.version",
+                [(camper, hour, version) for camper, hour in rows],
+            )
+
+    def due_hours(self, max_version: int, limit: int) -> list[tuple[str, int, int]]:
+        """(camper, hour, version) of dirty hours marked at or before ``max_version``."""
+        with self._tx("reading dirty hours") as c:
+            return c.execute(
+                "SELECT camper, hour_ms, version FROM dirty_hour WHERE version <= ? ORDER BY camper, hour_ms LIMIT ?",
+                (max_version, limit),
+            ).fetchall()
+
+    def clear_hours(self, marks: Iterable[tuple[str, int, int]]) -> None:
+        """Unmark recomputed hours, unless marked again (new version) since they were read."""
+        with self._tx("unmarking folded hours") as c:
+            c.executemany("DELETE FROM dirty_hour WHERE camper = ? AND hour_ms = ? AND version = ?", list(marks))
+
+    def oldest_dirty_hour(self, camper: str) -> int | None:
+        """Start of the camper's oldest hour still to recompute, or None."""
+        with self._tx("reading the hour tier's horizon") as c:
+            return c.execute("SELECT MIN(hour_ms) FROM dirty_hour WHERE camper = ?", (camper,)).fetchone()[0]
+
+    def hours_caught_up(self) -> bool:
+        with self._tx("reading the journal state") as c:
+            return c.execute("SELECT 1 FROM meta WHERE key = 'hours_caught_up'").fetchone() is not None
+
+    def set_hours_caught_up(self) -> None:
+        with self._tx("recording the hour tier's catch-up") as c:
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('hours_caught_up', 1)")

@@ -22,6 +22,20 @@ Readers (the API) find the folded horizon in the shared journal, capped at the
 end of the camper's newest rollup minute, so a reader whose journal is not the
 ingest's still reads the newest minutes from raw (only a late re-fold of old
 minutes would then be read stale until it is folded, about a minute).
+
+The hour tier: measurement ``energy_1h`` of the same ``<database>_1m``, one
+point per camper and hour with the same components, recomputed whole from the
+hour's ``energy_1m`` points with InfluxQL (``GROUP BY time(1h)``: SUM of sums
+and counts, MIN of mins, MAX of maxes, and FIRST/LAST of the first/last
+components: InfluxQL's FIRST(f) is the value of the earliest point having the
+field f, i.e. the ``__first`` of the earliest minute having one). After a fold
+writes minutes, their hours are marked in the journal (before the minutes'
+marks are cleared), then recomputed; the same count witness as for minutes
+(sum of the minute counts per hour, which only grows) catches an hour fold
+overtaken by another. Reads use an hour only before the minute horizon
+floored to the hour, before the oldest dirty hour, and before the camper's
+newest hour point (a reader with its own journal then never takes an hour
+whose recompute may have been cut short).
 """
 
 from __future__ import annotations
@@ -39,7 +53,23 @@ from camperhub.store.base import StoredSample, StoreRejected, StoreUnavailable
 from camperhub.store.influx_journal import RollupJournal
 from camperhub.store.influxql import FIELD_KINDS, ns, quote_ident, quote_literal
 from camperhub.store.lineprotocol import ESCAPE_STRING
-from camperhub.store.rollup import COMPONENTS, MINUTE_MS, PARTS, ROLLUP_NAME, column, floor_minute_ms, minute_of, minute_runs, ready_ms
+from camperhub.store.rollup import (
+    COMPONENTS,
+    HOUR,
+    HOUR_MS,
+    HOUR_ROLLUP_NAME,
+    MINUTE,
+    MINUTE_MS,
+    PARTS,
+    ROLLUP_NAME,
+    column,
+    floor_minute_ms,
+    hour_horizon,
+    hour_of,
+    minute_of,
+    minute_runs,
+    ready_ms,
+)
 
 if TYPE_CHECKING:
     from camperhub.store.influx import InfluxStore
@@ -50,13 +80,15 @@ log = logging.getLogger(__name__)
 MARKS_PER_ROUND = 2_000
 RANGE_SPAN_MS = 86_400_000
 RANGES_PER_ROUND = 20
+#: Dirty hours recomputed per round (each a GROUP BY time(1h) over its 60 minute points).
+HOURS_PER_ROUND = 1_000
 #: InfluxQL statements sent in one /query request.
 STATEMENTS_PER_REQUEST = 50
 #: Lines per /write of rollup points.
 LINES_PER_WRITE = 5_000
 #: Storage kind of a contract field type (the names rollup.COMPONENTS uses).
 _FN = {"sum": "SUM", "count": "COUNT", "min": "MIN", "max": "MAX", "first": "FIRST", "last": "LAST"}
-#: Components are summed/min-ed/... again when buckets are read from rollups.
+#: Components are summed/min-ed/... again when buckets are read from rollups (and hours folded from minutes).
 _READ_FN = {**_FN, "count": "SUM"}
 #: How a server says it has no DELETE (2.x/3.x v1 compatibility): parser errors, 404/405/501.
 _NO_DELETE = re.compile(r"not supported|unsupported|not implemented|error parsing query|\b(404|405|501)\b", re.IGNORECASE)
@@ -112,12 +144,17 @@ class InfluxRollups:
         present = {r["fieldKey"] for r in self._rows(self._run(['SHOW FIELD KEYS FROM "energy"'])[0])}
         return {f: k for f, k in STORAGE_KINDS[Stream.ENERGY].items() if f in present}
 
-    def _newest_rollups(self, campers: Sequence[str]) -> dict[str, int]:
-        """Start of each camper's newest rollup minute (absent: none yet)."""
+    def _newest_rollups(self, campers: Sequence[str], measurement: str = ROLLUP_NAME, order: str = "DESC") -> dict[str, int]:
+        """Start of each camper's newest (``order`` ASC: oldest) rollup point (absent: none yet)."""
         results = self._run_rollups(
-            [f'SELECT * FROM "{ROLLUP_NAME}" WHERE "camper" = {quote_literal(c)} ORDER BY time DESC LIMIT 1' for c in campers]
+            [f"SELECT * FROM {quote_ident(measurement)} WHERE \"camper\" = {quote_literal(c)} ORDER BY time {order} LIMIT 1" for c in campers]
         )
         return {c: rows[0]["time"] for c, r in zip(campers, results) if (rows := self._rows(r))}
+
+    def _rollup_kinds(self) -> dict[str, str]:
+        """Kinds of the contract's energy fields that the minute rollups hold (they feed the hours)."""
+        present = {r["fieldKey"] for r in self._rows(self._run_rollups([f"SHOW FIELD KEYS FROM {quote_ident(ROLLUP_NAME)}"])[0])}
+        return {f: k for f, k in STORAGE_KINDS[Stream.ENERGY].items() if column(f, "count") in present}
 
     # -- the write side ---------------------------------------------------------------
 
@@ -127,9 +164,11 @@ class InfluxRollups:
 
     def rollup(self, now: datetime | None) -> int:
         """See Store.rollup: rounds of up to MARKS_PER_ROUND minutes and RANGES_PER_ROUND day
-        spans, until nothing marked before this call started is left."""
+        spans, until nothing marked before this call started is left; then the hours of
+        what was folded (and any other dirty hour). Returns minute points written."""
         ready = ready_ms(now)
         self._catch_up()
+        self._catch_up_hours()
         skipped = self.journal.forget_pruned()
         if skipped:
             log.warning("%d minutes got energy samples older than the raw retention: not folded, their rollups kept", skipped)
@@ -140,7 +179,7 @@ class InfluxRollups:
             marks = self.journal.due(ready, version, MARKS_PER_ROUND)
             spans = self.journal.range_work(ready, RANGE_SPAN_MS, RANGES_PER_ROUND)
             if not marks and not spans:
-                return written
+                break
             by_camper: dict[str, list[int]] = defaultdict(list)
             for camper, minute, _ in marks:
                 by_camper[camper].append(minute)
@@ -149,6 +188,75 @@ class InfluxRollups:
             written += self._fold(intervals, kinds)
             self.journal.clear(marks)
             self.journal.advance(spans, read_version)
+        self._fold_hours()
+        return written
+
+    def _fold_hours(self) -> None:
+        """Recompute the dirty hours (marked before this started) from their minute points,
+        HOURS_PER_ROUND per round."""
+        version = self.journal.version()
+        kinds: dict[str, str] | None = None
+        while marks := self.journal.due_hours(version, HOURS_PER_ROUND):
+            if kinds is None:
+                kinds = self._rollup_kinds()
+            by_camper: dict[str, list[int]] = defaultdict(list)
+            for camper, hour, _ in marks:
+                by_camper[camper].append(hour)
+            intervals = [(c, lo, hi) for c, hours in by_camper.items() for lo, hi in minute_runs(hours, HOUR_MS)]
+            self._fold_hour_intervals(intervals, kinds)
+            self.journal.clear_hours(marks)
+
+    def _catch_up_hours(self) -> None:
+        """On a journal's first rollup with the hour tier: mark every hour from each camper's
+        newest hour point (or its first minute point) to its newest minute point."""
+        if self.journal.hours_caught_up():
+            return
+        campers = self._campers_of(ROLLUP_NAME, rollups=True)
+        for batch in _chunks(campers, STATEMENTS_PER_REQUEST // 3):
+            newest_hour = self._newest_rollups(batch, HOUR_ROLLUP_NAME)
+            first_minute = self._newest_rollups(batch, ROLLUP_NAME, "ASC")
+            last_minute = self._newest_rollups(batch)
+            for camper in batch:
+                if camper not in last_minute:
+                    continue
+                lo = newest_hour.get(camper, hour_of(first_minute[camper]))
+                hours = [(camper, h) for h in range(lo, hour_of(last_minute[camper]) + 1, HOUR_MS)]
+                for part in _chunks(hours, 10_000):
+                    self.journal.mark_hours(part)
+        self.journal.set_hours_caught_up()
+
+    def _fold_hour_intervals(self, intervals: list[tuple[str, int, int]], kinds: dict[str, str]) -> int:
+        """Recompute the hours of ``intervals`` (camper, from, to) from the minute points, write
+        them, then re-mark those whose minute counts changed meanwhile. Hour points written."""
+        if not kinds:
+            return 0
+        selected = ", ".join(
+            f"{_READ_FN[c]}({quote_ident(column(f, c))}) AS {quote_ident(column(f, c))}" for f, k in kinds.items() for c in COMPONENTS[k]
+        )
+        where = [
+            f'FROM "{ROLLUP_NAME}" WHERE "camper" = {quote_literal(c)} AND time >= {_ns(lo)} AND time < {_ns(hi)} GROUP BY time(1h) fill(none)'
+            for c, lo, hi in intervals
+        ]
+        folded: dict[tuple[str, int], dict[str, int]] = {}
+        lines = []
+        for (camper, _, _), result in zip(intervals, self._run_rollups([f"SELECT {selected} {w}" for w in where])):
+            for row in self._rows(result):
+                line, counts = _rollup_line(camper, row, kinds, HOUR_ROLLUP_NAME)
+                if counts:
+                    folded[(camper, row["time"])] = counts
+                    lines.append(line)
+        for batch in _chunks(lines, LINES_PER_WRITE):
+            self.store._write_lines(list(batch), "ms", db=self.database)
+        recount = ", ".join(f"SUM({quote_ident(column(f, 'count'))}) AS {quote_ident(f)}" for f in kinds)
+        changed = set()
+        for (camper, lo, hi), result in zip(intervals, self._run_rollups([f"SELECT {recount} {w}" for w in where])):
+            now = {(camper, r["time"]): {f: int(n) for f in kinds if (n := r.get(f))} for r in self._rows(result)}
+            before = {k: v for k, v in folded.items() if k[0] == camper and lo <= k[1] < hi}
+            changed.update(k for k in now.keys() | before.keys() if now.get(k, {}) != before.get(k, {}))
+        if changed:
+            log.info("%d energy hours changed while they were recomputed: marked to fold again", len(changed))
+            self.journal.mark_hours(changed)
+        return len(lines)
 
     def _catch_up(self) -> None:
         """On a journal's first rollup: a range per camper from its newest rollup minute (or
@@ -187,6 +295,8 @@ class InfluxRollups:
                     lines.append(line)
         for batch in _chunks(lines, LINES_PER_WRITE):
             self.store._write_lines(list(batch), "ms", db=self.database)
+        # before the caller clears the minutes' marks: their hours are never stale unmarked
+        self.journal.mark_hours({(camper, hour_of(minute)) for camper, minute in folded})
         contract = FIELD_KINDS[Stream.ENERGY]
         changed = set()
         for (camper, lo, hi), result in zip(intervals, self._run([f"SELECT COUNT(*) {w}" for w in where])):
@@ -258,30 +368,57 @@ class InfluxRollups:
 
     # -- the read side ----------------------------------------------------------------
 
-    def horizon(self, camper: str, now: datetime) -> int | None:
-        """Folded horizon of the camper (epoch ms), None while it has no rollup at all."""
-        newest = self._newest_rollups([camper]).get(camper)
-        if newest is None:
-            return None
-        dirty = self.journal.oldest_dirty(camper)
-        return min(newest + MINUTE_MS, floor_minute_ms(now), *(() if dirty is None else (dirty,)))
-
-    def buckets(self, camper: str, wanted: list[str], start: datetime, end: datetime, every: timedelta, aggregate: str) -> list[list[Any]]:
-        """[bucket start ms, one value per field] from the rollups, buckets with any value only."""
-        parts = PARTS[aggregate]
-        selected = ", ".join(f"{_READ_FN[p]}({quote_ident(column(f, p))}) AS {quote_ident(column(f, p))}" for f in wanted for p in parts)
-        q = (
-            f'SELECT {selected} FROM "{ROLLUP_NAME}" WHERE "camper" = {quote_literal(camper)} AND time >= {ns(start)} '
-            f"AND time < {ns(end)} GROUP BY time({every // timedelta(seconds=1)}s) fill(none)"
+    def horizon(self, camper: str, now: datetime, hours: bool = False) -> tuple[int | None, int | None]:
+        """Folded horizons of the camper (epoch ms): of the minute tier (None while it has no
+        rollup at all) and, when ``hours``, of the hour tier (None while it has no hour)."""
+        measurements = [ROLLUP_NAME, HOUR_ROLLUP_NAME] if hours else [ROLLUP_NAME]
+        results = self._run_rollups(
+            [f"SELECT * FROM {quote_ident(m)} WHERE \"camper\" = {quote_literal(camper)} ORDER BY time DESC LIMIT 1" for m in measurements]
         )
+        newest = [rows[0]["time"] if (rows := self._rows(r)) else None for r in results]
+        if newest[0] is None:
+            return None, None
+        dirty = self.journal.oldest_dirty(camper)
+        minutes = min(newest[0] + MINUTE_MS, floor_minute_ms(now), *(() if dirty is None else (dirty,)))
+        if not hours or newest[1] is None:
+            return minutes, None
+        return minutes, min(hour_horizon(minutes, self.journal.oldest_dirty_hour(camper)), newest[1])
+
+    def buckets(
+        self, camper: str, wanted: list[str], start: datetime, end: datetime, every: timedelta, aggregate: str, measurement: str = ROLLUP_NAME
+    ) -> list[list[Any]]:
+        """[bucket start ms, one value per field] from a rollup tier, buckets with any value only.
+
+        When ``every`` is the tier's own period (a minute of ``energy_1m``, an hour of
+        ``energy_1h``), each point is a bucket: its components are selected as they are,
+        without GROUP BY time(), which InfluxDB answers several times faster (a year of
+        hours: 8,760 buckets, each an iterator step of its own)."""
+        parts = PARTS[aggregate]
+        names = [column(f, p) for f in wanted for p in parts]
+        where = f"WHERE \"camper\" = {quote_literal(camper)} AND time >= {ns(start)} AND time < {ns(end)}"
+        if every == (HOUR if measurement == HOUR_ROLLUP_NAME else MINUTE):
+            q = f"SELECT {', '.join(quote_ident(n) for n in names)} FROM {quote_ident(measurement)} {where}"
+        else:
+            selected = ", ".join(f"{_READ_FN[n.rsplit('__', 1)[1]]}({quote_ident(n)}) AS {quote_ident(n)}" for n in names)
+            q = f"SELECT {selected} FROM {quote_ident(measurement)} {where} GROUP BY time({every // timedelta(seconds=1)}s) fill(none)"
         out = []
-        for r in self._rows(self._run_rollups([q])[0]):
+        for series in self._run_rollups([q])[0].get("series", []):
+            at = {c: i for i, c in enumerate(series["columns"])}
+            none = len(series["columns"])  # a component the answer lacks reads as None
             if aggregate == "mean":
-                values = [_mean(r.get(column(f, "sum")), r.get(column(f, "count"))) for f in wanted]
+                pairs = [(at.get(column(f, "sum"), none), at.get(column(f, "count"), none)) for f in wanted]
+                for r in series.get("values") or []:
+                    r = [*r, None]
+                    values = [_mean(r[i], r[j]) for i, j in pairs]
+                    if any(v is not None for v in values):
+                        out.append([r[0], *values])
             else:
-                values = [r.get(column(f, aggregate)) for f in wanted]
-            if any(v is not None for v in values):
-                out.append([r["time"], *values])
+                idx = [at.get(column(f, aggregate), none) for f in wanted]
+                for r in series.get("values") or []:
+                    r = [*r, None]
+                    values = [r[i] for i in idx]
+                    if any(v is not None for v in values):
+                        out.append([r[0], *values])
         return out
 
     def campers(self) -> list[str]:
@@ -295,7 +432,7 @@ def _mean(total: Any, count: Any) -> float | None:
     return None if total is None or not count else total / count
 
 
-def _rollup_line(camper: str, row: dict[str, Any], kinds: dict[str, str]) -> tuple[str, dict[str, int]]:
+def _rollup_line(camper: str, row: dict[str, Any], kinds: dict[str, str], measurement: str = ROLLUP_NAME) -> tuple[str, dict[str, int]]:
     """The line of one rollup point and its count per field. Each component typed as its raw
     field (JSON gives 70 for 70.0): a type conflict would refuse the point. Contract field
     names and camper ids need no escaping; a year's fold writes 525,600 of these lines."""
@@ -317,4 +454,4 @@ def _rollup_line(camper: str, row: dict[str, Any], kinds: dict[str, str]) -> tup
                 parts.append(f"{f}__{comp}={'true' if v else 'false'}")
             else:
                 parts.append(f'{f}__{comp}="{str(v).translate(ESCAPE_STRING)}"')
-    return f"{ROLLUP_NAME},camper={camper} {','.join(parts)} {row['time']}", counts
+    return f"{measurement},camper={camper} {','.join(parts)} {row['time']}", counts

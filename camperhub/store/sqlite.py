@@ -14,8 +14,10 @@ and time, so both backends agree.
 
 Rollups (camperhub/store/rollup.py, SQL in sqlite_rollup.py): energy
 writes mark their minutes in ``dirty_minute`` in the same transaction;
-:meth:`SqliteStore.rollup` folds them into ``energy_1m``, and aggregated energy
-reads of whole minutes take the folded buckets from there, the rest from raw.
+:meth:`SqliteStore.rollup` folds them into ``energy_1m``, then recomputes the
+hours of those minutes into ``energy_1h`` (the hour tier), and aggregated energy
+reads of whole hours take the folded buckets from the hour tier, of whole
+minutes from the minute tier, the rest from raw.
 :meth:`SqliteStore.prune_raw` deletes old raw rows; the rollups stay.
 :meth:`SqliteStore.prune_positions` deletes old positions (the staff-only history's retention).
 :meth:`SqliteStore.seq_summary` (the completeness report's seq accounting) is
@@ -26,7 +28,10 @@ added (ALTER TABLE ... ADD COLUMN) when the store is opened; columns are never
 dropped (old data stays readable). ``PRAGMA user_version`` records the layout
 version so that a file written by newer software is refused, not damaged
 (version 2 added the rollup tables; opening a version-1 file marks every
-minute it holds dirty, so its history is folded by the next rollup()).
+minute it holds dirty, so its history is folded by the next rollup()). The
+hour tier (``energy_1h``, ``dirty_hour``) is additive within version 2: a file
+without it gets the tables when opened and every hour of its minute rollups
+marked dirty, which the next rollup() computes (sqlite_rollup.py).
 """
 
 from __future__ import annotations
@@ -361,18 +366,21 @@ class SqliteStore:
         self, camper: str, stream: Stream, wanted: list[str], start: datetime, end: datetime, every: timedelta, aggregate: str
     ) -> list[tuple[Any, ...]]:
         """Aggregated rows of the window, each bucket from the rollups or from raw (rollup.split_window)."""
-        segments = [rollup.Segment(start, end, False)]
+        segments = [rollup.Segment(start, end)]
         if rollup.served(stream, every):
             horizon = sqlite_rollup.oldest_dirty(self._conn, camper)
-            now_minute = rollup.floor_minute_ms(datetime.now(UTC))
-            segments = rollup.split_window(start, end, every, now_minute if horizon is None else horizon)
+            if horizon is None:
+                horizon = rollup.floor_minute_ms(datetime.now(UTC))
+            hours = rollup.hour_horizon(horizon, sqlite_rollup.oldest_dirty_hour(self._conn, camper)) if rollup.hour_served(every) else None
+            segments = rollup.split_window(start, end, every, horizon, hours)
         rows: list[tuple[Any, ...]] = []
         every_ms = every // timedelta(milliseconds=1)
         for seg in segments:
             p = {"c": camper, "s": _ms_ceil(seg.start), "e": _ms_ceil(seg.end)}
             if seg.from_rollups:
                 exprs, picks = sqlite_rollup.read_sql(wanted, aggregate)
-                rows += self._aggregated(rollup.ROLLUP_NAME, "minute_ms", exprs, picks, p, every_ms, aggregate)
+                table, tc = (rollup.HOUR_ROLLUP_NAME, "hour_ms") if seg.source == rollup.HOUR_TIER else (rollup.ROLLUP_NAME, "minute_ms")
+                rows += self._aggregated(table, tc, exprs, picks, p, every_ms, aggregate)
             else:
                 pick = aggregate in ("first", "last")
                 exprs = ["" if pick else _agg(aggregate, _q(f)) for f in wanted]
@@ -463,7 +471,8 @@ class SqliteStore:
 
     def rollup(self, now: datetime | None = None) -> int:
         """See :meth:`Store.rollup`: chunks of FOLD_CHUNK minutes, one transaction each, so
-        writers wait at most one chunk."""
+        writers wait at most one chunk; then the dirty hours (those of the folded minutes,
+        late data included), HOUR_FOLD_CHUNK per transaction. Returns minutes written."""
         ready = rollup.ready_ms(now)
         kinds = self._columns[Stream.ENERGY]
         with self._transaction("dropping dirty marks of pruned minutes"):
@@ -476,6 +485,11 @@ class SqliteStore:
                 taken, n = sqlite_rollup.fold_chunk(self._conn, kinds, ready)
             written += n
             if taken < sqlite_rollup.FOLD_CHUNK:
+                break
+        while True:
+            with self._transaction("folding energy hours"):
+                taken, _ = sqlite_rollup.fold_hours_chunk(self._conn, kinds)
+            if taken < sqlite_rollup.HOUR_FOLD_CHUNK:
                 return written
 
     def prune_raw(self, older_than: datetime) -> int:

@@ -10,12 +10,25 @@ Tables, next to the raw ``energy`` table:
 * ``raw_pruned(camper, before_ms)``: raw rows of the camper before this time
   were deleted by :meth:`SqliteStore.prune_raw`; their minutes are never
   re-folded (a re-fold would see only the late samples and lose the rest).
+* ``energy_1h(camper, hour_ms, <field>__<component>...)`` WITHOUT ROWID: the
+  hour tier, the same components per camper and hour, recomputed whole from
+  the hour's rows of ``energy_1m`` (never from raw, so prune_raw cannot touch
+  it), and ``dirty_hour(camper, hour_ms)``: hours whose minute rows changed
+  since the hour was last recomputed. A minute fold marks the hours of its
+  minutes in its own transaction, so an hour is never left stale unmarked.
+  A file from before the hour tier (the tables missing when it is opened)
+  gets every hour from each camper's first to its last rollup minute marked
+  dirty at migration (cheap: a few seeks and one mark per hour), and the next
+  rollup() computes them (a year: 8,760 hours from 525,600 minute rows, a few
+  seconds, in chunks of HOUR_FOLD_CHUNK so writers are not held up); until
+  then reads of whole hours use the minute tier, so answers never change.
 
 Folding a chunk of dirty minutes (select, recompute from raw, upsert, unmark)
 is one write transaction: SQLite serialises writers, so a write cannot slip
 between the read of a minute and the removal of its mark, and two processes
 folding at once cannot lose anything (the second one finds nothing left).
-The functions here run inside the caller's transaction.
+Hours are folded the same way after the minutes, chunk by chunk. The functions
+here run inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -23,10 +36,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
-from camperhub.store.rollup import COMPONENTS, MINUTE_MS, ROLLUP_NAME, column
+from camperhub.store.rollup import COMPONENTS, HOUR_MS, HOUR_ROLLUP_NAME, MINUTE_MS, ROLLUP_NAME, column
 
 #: Dirty minutes folded per transaction (a writer waits at most one chunk, ~10-50 ms).
 FOLD_CHUNK = 2_000
+#: Dirty hours folded per transaction (each reads up to 60 minute rows).
+HOUR_FOLD_CHUNK = 200
 #: Raw time deleted per transaction by prune_raw (one day of a camper: ~17,000 rows at 5 s).
 PRUNE_SPAN_MS = 86_400_000
 #: SQLite column type of each storage kind (contract.STORAGE_KINDS).
@@ -68,12 +83,46 @@ def migrate(conn: sqlite3.Connection, energy_kinds: dict[str, str], from_version
         f"CREATE TABLE IF NOT EXISTS {ROLLUP_NAME} (camper TEXT NOT NULL, minute_ms INTEGER NOT NULL, {cols}, "
         "PRIMARY KEY (camper, minute_ms)) WITHOUT ROWID"
     )
-    have = {r[1] for r in conn.execute(f"PRAGMA table_info({ROLLUP_NAME})")}
-    for name, sql_type in wanted.items():
-        if name not in have:
-            conn.execute(f"ALTER TABLE {ROLLUP_NAME} ADD COLUMN {q(name)} {sql_type}")
+    had_hours = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (HOUR_ROLLUP_NAME,)).fetchone()
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {HOUR_ROLLUP_NAME} (camper TEXT NOT NULL, hour_ms INTEGER NOT NULL, {cols}, "
+        "PRIMARY KEY (camper, hour_ms)) WITHOUT ROWID"
+    )
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS dirty_hour (camper TEXT NOT NULL, hour_ms INTEGER NOT NULL, "
+        "PRIMARY KEY (camper, hour_ms)) WITHOUT ROWID"
+    )
+    for table in (ROLLUP_NAME, HOUR_ROLLUP_NAME):
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        for name, sql_type in wanted.items():
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {q(name)} {sql_type}")
     if from_version < 2:
         conn.execute("INSERT OR IGNORE INTO dirty_minute SELECT DISTINCT camper, ts_ms - ts_ms % 60000 FROM energy")
+    if not had_hours:
+        _mark_existing_hours(conn)
+
+
+def _mark_existing_hours(conn: sqlite3.Connection) -> None:
+    """Mark dirty every hour from each camper's first to its last rollup minute (the hour
+    tier of a file from before it): a skip-scan over the campers, two seeks each."""
+    campers = [
+        r[0]
+        for r in conn.execute(
+            f"WITH RECURSIVE c(x) AS (SELECT MIN(camper) FROM {ROLLUP_NAME} UNION ALL "
+            f"SELECT (SELECT MIN(camper) FROM {ROLLUP_NAME} WHERE camper > c.x) FROM c WHERE c.x IS NOT NULL) "
+            "SELECT x FROM c WHERE x IS NOT NULL"
+        )
+    ]
+    for camper in campers:
+        lo, hi = conn.execute(
+            f"SELECT (SELECT MIN(minute_ms) FROM {ROLLUP_NAME} WHERE camper = :c), (SELECT MAX(minute_ms) FROM {ROLLUP_NAME} WHERE camper = :c)",
+            {"c": camper},
+        ).fetchone()
+        conn.executemany(
+            "INSERT OR IGNORE INTO dirty_hour (camper, hour_ms) VALUES (?, ?)",
+            [(camper, h) for h in range(lo - lo % HOUR_MS, hi + 1, HOUR_MS)],
+        )
 
 
 def mark(conn: sqlite3.Connection, minutes: Iterable[tuple[str, int]]) -> None:
@@ -85,6 +134,11 @@ def oldest_dirty(conn: sqlite3.Connection, camper: str) -> int | None:
     """Start of the camper's oldest minute still to fold, or None: the folded horizon."""
     row = conn.execute(_OLDEST_DIRTY, {"c": camper}).fetchone()
     return None if row is None else row[0]
+
+
+def oldest_dirty_hour(conn: sqlite3.Connection, camper: str) -> int | None:
+    """Start of the camper's oldest hour still to recompute from its minutes, or None."""
+    return conn.execute("SELECT MIN(hour_ms) FROM dirty_hour WHERE camper = ?", (camper,)).fetchone()[0]
 
 
 def forget_pruned(conn: sqlite3.Connection) -> int:
@@ -122,7 +176,61 @@ def fold_chunk(conn: sqlite3.Connection, kinds: dict[str, str], ready_ms: int) -
     present = {f: k for (f, k), n in zip(kinds.items(), counts) if n}
     written = conn.execute(_fold_sql(present)).rowcount if present else 0
     conn.execute("DELETE FROM dirty_minute WHERE (camper, minute_ms) IN (SELECT camper, minute_ms FROM temp.rollup_chunk)")
+    conn.execute(f"INSERT OR IGNORE INTO dirty_hour SELECT DISTINCT camper, minute_ms - minute_ms % {HOUR_MS} FROM temp.rollup_chunk")
     return taken, written
+
+
+def fold_hours_chunk(conn: sqlite3.Connection, kinds: dict[str, str]) -> tuple[int, int]:
+    """Recompute up to HOUR_FOLD_CHUNK dirty hours whole from their minute rows (sum of sums,
+    sum of counts, min of mins, max of maxes, the first of the earliest minute having one,
+    the last of the latest), upsert them, unmark them. Returns (hours taken, rows written).
+    Not bound to "ready": an hour still filling is recomputed again when its next minute is
+    folded, and reads use an hour only once all its minutes are folded."""
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS hour_chunk (camper TEXT NOT NULL, hour_ms INTEGER NOT NULL, "
+        "PRIMARY KEY (camper, hour_ms)) WITHOUT ROWID"
+    )
+    conn.execute("DELETE FROM temp.hour_chunk")
+    taken = conn.execute(
+        "INSERT INTO temp.hour_chunk SELECT camper, hour_ms FROM dirty_hour ORDER BY camper, hour_ms LIMIT ?", (HOUR_FOLD_CHUNK,)
+    ).rowcount
+    if taken <= 0:
+        return 0, 0
+    join = (
+        f"FROM temp.hour_chunk AS d JOIN {ROLLUP_NAME} AS m ON m.camper = d.camper "
+        f"AND m.minute_ms >= d.hour_ms AND m.minute_ms < d.hour_ms + {HOUR_MS}"
+    )
+    count_cols = [f"COUNT(m.{q(column(f, 'count'))})" for f in kinds]
+    counts = conn.execute(f"SELECT {', '.join(count_cols)} {join}").fetchone()
+    present = {f: k for (f, k), n in zip(kinds.items(), counts) if n}
+    written = conn.execute(_hour_fold_sql(present, join)).rowcount if present else 0
+    conn.execute("DELETE FROM dirty_hour WHERE (camper, hour_ms) IN (SELECT camper, hour_ms FROM temp.hour_chunk)")
+    return taken, written
+
+
+def _hour_fold_sql(kinds: dict[str, str], join: str) -> str:
+    """INSERT ... SELECT of the chunk's hours from their minute rows, like _fold_sql from raw."""
+    inner, outer, names = [], [], []
+    for i, (field, kind) in enumerate(kinds.items()):
+        for comp in COMPONENTS[kind]:
+            name = column(field, comp)
+            c = f"m.{q(name)}"
+            names.append(name)
+            if comp in ("first", "last"):
+                fn = "MIN" if comp == "first" else "MAX"
+                inner.append(f"{fn}(CASE WHEN {c} IS NOT NULL THEN m.minute_ms END) AS t{i}{comp[0]}")
+                outer.append(f"(SELECT {q(name)} FROM {ROLLUP_NAME} WHERE camper = g.camper AND minute_ms = g.t{i}{comp[0]})")
+            else:
+                fn = "SUM" if comp in ("sum", "count") else comp.upper()
+                inner.append(f"{fn}({c}) AS {q(name)}")
+                outer.append(f"g.{q(name)}")
+    cols = ", ".join(q(n) for n in names)
+    update = ", ".join(f"{q(n)} = excluded.{q(n)}" for n in names)
+    return (
+        f"INSERT INTO {HOUR_ROLLUP_NAME} (camper, hour_ms, {cols}) SELECT g.camper, g.hour_ms, {', '.join(outer)} FROM "
+        f"(SELECT d.camper AS camper, d.hour_ms AS hour_ms, {', '.join(inner)} {join} GROUP BY d.camper, d.hour_ms) AS g "
+        f"WHERE true ON CONFLICT (camper, hour_ms) DO UPDATE SET {update}"
+    )
 
 
 def _fold_sql(kinds: dict[str, str]) -> str:
