@@ -1,4 +1,11 @@
-"""FastAPI dependencies as ``Annotated`` aliases: the app's objects, camper ids, rate limits, caching."""
+"""FastAPI dependencies as ``Annotated`` aliases: the app's objects, camper ids, rate limits, caching.
+
+Dependencies that do not block are ``async def``: FastAPI runs a plain ``def``
+dependency in its thread pool, and with a dozen of them a public request made
+as many thread hand-offs, which under load cost more than the request's own
+work (tests/bench/test_bench_api.py). Those that read a file or the store
+(``known_camper``, the token checks) stay plain ``def``.
+"""
 
 from __future__ import annotations
 
@@ -16,52 +23,58 @@ from camperhub.api.metrics import ApiMetrics
 from camperhub.api.ratelimit import TokenBucketLimiter
 from camperhub.api.settings import ApiSettings
 from camperhub.contract import CAMPER_ID_PATTERN, Stream, is_valid_camper_id
+from camperhub.schedule import ScheduleSettings
 from camperhub.schedule_io import ScheduleRepository
 from camperhub.store.base import Store
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
-def get_broadcaster(request: Request) -> Broadcaster:
+async def get_broadcaster(request: Request) -> Broadcaster:
     return request.app.state.broadcaster
 
 
-def get_metrics(request: Request) -> ApiMetrics:
+async def get_metrics(request: Request) -> ApiMetrics:
     return request.app.state.metrics
 
 
 _schedules_lock = threading.Lock()
 
 
-def get_schedules(request: Request) -> ScheduleRepository:
+async def get_schedules(request: Request) -> ScheduleRepository:
     """The app's schedule repository; opened on first use (CAMPERHUB_SCHEDULE_PATH) unless the app was given one."""
     state = request.app.state
     if state.schedules is None:
         with _schedules_lock:
             if state.schedules is None:
-                state.schedules = ScheduleRepository()
+                state.schedules = ScheduleRepository(state.schedule_settings.schedule_path)
     return state.schedules
 
 
-def get_clock(request: Request) -> Callable[[], datetime]:
+async def get_clock(request: Request) -> Callable[[], datetime]:
     return request.app.state.clock
+
+
+async def get_schedule_settings(request: Request) -> ScheduleSettings:
+    return request.app.state.schedule_settings
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
 SchedulesDep = Annotated[ScheduleRepository, Depends(get_schedules)]
 ClockDep = Annotated[Callable[[], datetime], Depends(get_clock)]
+ScheduleSettingsDep = Annotated[ScheduleSettings, Depends(get_schedule_settings)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 BroadcasterDep = Annotated[Broadcaster, Depends(get_broadcaster)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 
 
-def valid_camper(camper: Annotated[str, Path(description="Camper id, [a-z0-9-]{1,32}", examples=["varese-1"])]) -> str:
+async def valid_camper(camper: Annotated[str, Path(description="Camper id, [a-z0-9-]{1,32}", examples=["varese-1"])]) -> str:
     """422 for an id that cannot be a camper's (the contract's pattern), before any store call."""
     if not is_valid_camper_id(camper):
         raise HTTPException(422, detail=f"camper id {camper!r} does not match {CAMPER_ID_PATTERN}")
@@ -86,7 +99,7 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def rate_limit(request: Request, metrics: MetricsDep) -> None:
+async def rate_limit(request: Request, metrics: MetricsDep) -> None:
     """Public endpoints: a token bucket per client address; 429 with Retry-After when empty."""
     limiter: TokenBucketLimiter = request.app.state.limiter
     address = client_address(request)
@@ -108,7 +121,7 @@ def cache_control(settings: ApiSettings) -> str:
     return f"public, max-age={settings.cache_max_age_s}"
 
 
-def public_cache(response: Response, settings: SettingsDep) -> None:
+async def public_cache(response: Response, settings: SettingsDep) -> None:
     """``Cache-Control: public, max-age=N`` on a public GET that returns a model."""
     response.headers["Cache-Control"] = cache_control(settings)
 

@@ -370,10 +370,48 @@ class Schedule(BaseModel):
     def next_visit(self, now: datetime, horizon: timedelta = NEXT_VISIT_HORIZON) -> VisitWindow | None:
         """The first visit starting after ``now`` (strictly), within ``horizon``."""
         _require_aware(now)
-        for w in self.visits_between(now, now + horizon):
-            if w.start_utc > now:
-                return w
+        # Day by day and stop at the first hit: the public view asks this on every request, and
+        # building the whole horizon's visits first cost milliseconds (tests/bench/test_bench_api.py).
+        # Days come in order and a day's visits lie within its local date, so the first visit
+        # that starts after ``now`` is the answer.
+        end = now + horizon
+        for day in self._days(now, end):
+            for w in self.visits_on(day):
+                if w.start_utc >= end:
+                    return None
+                if w.start_utc > now:
+                    return w
         return None
+
+
+#: Longest a staff switch of the service state may last: a forgotten "on" must not publish the
+#: camper's stops for ever (ARCHITECTURE.md §10).
+OVERRIDE_MAX = timedelta(days=7)
+
+
+class ServiceOverride(BaseModel):
+    """A staff switch of the public service state: on (public although no window runs) or off
+    (hidden although one does), until ``until_utc``; kept with the schedules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    in_service: bool
+    until_utc: datetime
+    set_by: str = Field(min_length=1, max_length=64)
+    set_at_utc: datetime
+    note: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "ServiceOverride":
+        _require_aware(self.until_utc, self.set_at_utc)
+        if self.until_utc <= self.set_at_utc:
+            raise ValueError("until must be after the moment the switch is set")
+        if self.until_utc - self.set_at_utc > OVERRIDE_MAX:
+            raise ValueError(f"a staff switch lasts at most {OVERRIDE_MAX.days} days")
+        return self
+
+    def active(self, now: datetime) -> bool:
+        return now < self.until_utc
 
 
 def _dotted(path: Iterable[str | int]) -> str:

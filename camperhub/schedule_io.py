@@ -36,7 +36,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from camperhub.schedule import DEFER_CROSS_CHECK, PathKey, Schedule, ScheduleException, ScheduleSettings, Stop, Visit
+from camperhub.schedule import (
+    DEFER_CROSS_CHECK, PathKey, Schedule, ScheduleException, ScheduleSettings, ServiceOverride, Stop, Visit,
+)
 from camperhub.yamlconf import ConfigError, ConfigIssue, load_model, validate_yaml
 
 CSV_STOP_COLUMNS = ("name", "neighbourhood", "address", "lat", "lon", "radius_m")
@@ -181,6 +183,7 @@ class ScheduleRepository:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else ScheduleSettings().schedule_path
+        self._parsed: dict[str, tuple[str, Schedule]] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as db, db:
             db.execute("PRAGMA journal_mode=WAL")
@@ -188,6 +191,7 @@ class ScheduleRepository:
                 "CREATE TABLE IF NOT EXISTS schedule ("
                 " camper TEXT PRIMARY KEY, body TEXT NOT NULL, updated_ms INTEGER NOT NULL)"
             )
+            db.execute("CREATE TABLE IF NOT EXISTS service_override (camper TEXT PRIMARY KEY, body TEXT NOT NULL)")
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=10, isolation_level="DEFERRED")
@@ -204,15 +208,47 @@ class ScheduleRepository:
             )
 
     def get(self, camper: str) -> Schedule | None:
-        """The camper's schedule, or None when it has none."""
+        """The camper's schedule, or None when it has none.
+
+        The public location reads it on every request; validating the JSON cost more
+        than the rest of the view, so the parsed schedule is kept while its stored
+        text stays the same (compared whole: another process may have saved since).
+        Callers must not mutate what they get.
+        """
         with closing(self._connect()) as db:
             row = db.execute("SELECT body FROM schedule WHERE camper = ?", (camper,)).fetchone()
-        return None if row is None else Schedule.model_validate_json(row[0])
+        if row is None:
+            return None
+        cached = self._parsed.get(camper)
+        if cached is not None and cached[0] == row[0]:
+            return cached[1]
+        schedule = Schedule.model_validate_json(row[0])
+        self._parsed[camper] = (row[0], schedule)
+        return schedule
 
     def campers(self) -> list[str]:
         """Campers that have a schedule, sorted."""
         with closing(self._connect()) as db:
             return [r[0] for r in db.execute("SELECT camper FROM schedule ORDER BY camper")]
+
+    def set_override(self, camper: str, override: ServiceOverride) -> None:
+        """Switch the camper's public service state by hand until ``override.until_utc`` (replaces any switch)."""
+        with closing(self._connect()) as db, db:
+            db.execute(
+                "INSERT INTO service_override (camper, body) VALUES (?, ?) ON CONFLICT(camper) DO UPDATE SET body = excluded.body",
+                (camper, override.model_dump_json()),
+            )
+
+    def override(self, camper: str) -> ServiceOverride | None:
+        """The camper's staff switch (possibly expired: see :meth:`ServiceOverride.active`), or None."""
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT body FROM service_override WHERE camper = ?", (camper,)).fetchone()
+        return None if row is None else ServiceOverride.model_validate_json(row[0])
+
+    def clear_override(self, camper: str) -> bool:
+        """Back to the schedule and the GPIO switch; True when a switch was set."""
+        with closing(self._connect()) as db, db:
+            return db.execute("DELETE FROM service_override WHERE camper = ?", (camper,)).rowcount > 0
 
     def delete(self, camper: str) -> bool:
         """Remove the camper's schedule; True when there was one."""

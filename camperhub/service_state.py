@@ -216,6 +216,10 @@ def public_view(
         )
         for stop in candidates:
             if distance_m(fix.lat, fix.lon, stop.lat, stop.lon) <= stop.radius_m * cfg.exit_radius_factor:
+                if window is not None and stop.id != window.stop.id and now < window.end_utc:
+                    # parked at another stop while a window elsewhere runs or is about to: the
+                    # tenants waiting at the window's stop need "on the way", not a stop with no services
+                    break
                 return _at_stop(schedule, stop, window, now, base, confirmed=True)
     target = window if window is not None and now < window.end_utc else schedule.next_visit(now)
     if fix is None:

@@ -10,6 +10,9 @@ set -euo pipefail
 # wrk: the API benchmark's load generator (tests/bench/test_bench_api.py).
 # chromium, chromium-driver: the tenants' page is tested in headless Chromium (selenium drives it; no browser download).
 packages=(python3 python3-venv python3-pip mosquitto mosquitto-clients socat influxdb influxdb-client gpsd openssl wrk chromium chromium-driver)
+# npm (with Node.js): installs axe-core, the accessibility rules the page tests run in Chromium
+# (tests/a11y/package.json). A machine that already has npm (e.g. from NodeSource) keeps its own.
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -28,6 +28,8 @@ case "$verb" in
   test)
     bash scripts/install-system-deps.sh
     venv "test"
+    # axe-core for the accessibility tests, exactly as locked (integrity-checked by npm)
+    [ -f tests/a11y/node_modules/axe-core/axe.min.js ] || npm ci --prefix tests/a11y --no-audit --no-fund --silent
     exec .venv/bin/python -m pytest "$@"
     ;;
   *)

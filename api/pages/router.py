@@ -14,12 +14,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-import jinja2
 from babel.dates import format_date, format_time
 from babel.lists import format_list
 from fastapi import APIRouter, Query, Request
@@ -37,7 +34,6 @@ from camperhub.schedule import Schedule, ScheduleSettings, Service
 from camperhub.schedule_io import ScheduleRepository
 from camperhub.service_state import AtStop, NotInService, OnTheWay, public_view
 
-TEMPLATES = Path(__file__).parent / "templates"
 DAYS_SHOWN = 7
 
 SERVICE_NAMES: dict[Service, str] = {
@@ -55,15 +51,10 @@ router = APIRouter(tags=["pages"], dependencies=[RateLimited])
 _schedules_lock = threading.Lock()
 
 
-@lru_cache(maxsize=None)
-def environment(lang: str) -> jinja2.Environment:
-    """One Jinja2 environment per language, its gettext bound to that language's catalogue."""
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, extensions=["jinja2.ext.i18n"],
-        trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
-    )
-    env.install_gettext_translations(i18n.translations(lang), newstyle=True)  # type: ignore[attr-defined]
-    return env
+def _schedule_settings(request: Request) -> ScheduleSettings:
+    """The app's schedule settings (read once by create_app); from the environment for an app without."""
+    cfg = getattr(request.app.state, "schedule_settings", None)
+    return cfg if cfg is not None else ScheduleSettings()
 
 
 def _schedules(request: Request) -> ScheduleRepository:
@@ -72,7 +63,7 @@ def _schedules(request: Request) -> ScheduleRepository:
     if getattr(state, "schedules", None) is None:
         with _schedules_lock:
             if getattr(state, "schedules", None) is None:
-                state.schedules = ScheduleRepository(ScheduleSettings().schedule_path)
+                state.schedules = ScheduleRepository(_schedule_settings(request).schedule_path)
     return state.schedules
 
 
@@ -98,11 +89,13 @@ def read_snapshot(request: Request, camper: str | None) -> Snapshot:
     camper = camper if camper is not None else (campers[0] if campers else None)
     if camper is None:
         return Snapshot(None, None, None, now)
-    cfg = ScheduleSettings()
+    cfg = _schedule_settings(request)
     tracker = LocationTracker.load(camper, request.app.state.store, repo, request.app.state.broadcaster, now, settings=cfg)
     if tracker is None or tracker.schedule is None:
         return Snapshot(camper, None, None, now)
-    view = public_view(tracker.schedule, tracker.status, list(tracker.positions.values()), now, settings=cfg)
+    view = public_view(
+        tracker.schedule, tracker.status, list(tracker.positions.values()), now, staff_override=tracker.staff_override(now), settings=cfg,
+    )
     return Snapshot(camper, tracker.schedule, view, now)
 
 
@@ -221,7 +214,7 @@ async def tenants_page(
     code = i18n.negotiate(lang, request.cookies.get(i18n.COOKIE), request.headers.get("accept-language"))
     snap = await run_in_threadpool(read_snapshot, request, camper)
     w = Words(code, snap.schedule.tz if snap.schedule is not None else LOCAL_TZ)
-    env = environment(code)
+    env = i18n.environment(code)
     state = state_context(snap, w)
     headers = {"Cache-Control": "no-cache", "Vary": "Accept-Language, Cookie", "Content-Language": code}
     if part == "state":

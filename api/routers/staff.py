@@ -1,4 +1,4 @@
-"""Staff endpoints (bearer token, ARCHITECTURE.md §10): replacing a camper's schedule.
+"""Staff endpoints (bearer token, ARCHITECTURE.md §10): a camper's schedule and its service switch.
 
 ``PUT /api/v1/campers/{camper}/schedule`` takes the schedule as JSON (the
 :class:`camperhub.schedule.Schedule` model), YAML (the same shape, as in
@@ -6,19 +6,28 @@
 :mod:`camperhub.schedule_io`; the exceptions of the schedule it replaces are
 kept), chosen by ``Content-Type``. Problems answer 422 naming the key path
 (JSON), or the line and key (YAML) or line and column (CSV).
+
+``PUT /api/v1/campers/{camper}/service`` switches the public service state by
+hand (on: public outside a window; off: hidden inside one) until a given time,
+at most seven days ahead (a forgotten switch must not publish the stops for
+ever); ``DELETE`` gives it back to the schedule and the camper's GPIO switch.
+Open location streams get the new view at once.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from camperhub.api.deps import CamperIdDep, SchedulesDep, StaffDep
-from camperhub.schedule import Schedule
+from camperhub.api.deps import BroadcasterDep, CamperIdDep, ClockDep, SchedulesDep, StaffDep
+from camperhub.api.location import LocationHub
+from camperhub.api.timefmt import LOCAL_TZ, iso_local, iso_utc, parse_instant
+from camperhub.schedule import OVERRIDE_MAX, Schedule, ServiceOverride
 from camperhub.schedule_io import parse_schedule_csv, parse_schedule_yaml
 from camperhub.yamlconf import ConfigError
 
@@ -116,6 +125,7 @@ async def put_schedule(
     request: Request,
     camper: CamperIdDep,
     schedules: SchedulesDep,
+    broadcaster: BroadcasterDep,
     content_type: Annotated[str, Header(description="application/json, application/yaml or text/csv")] = "application/json",
 ) -> JSONResponse:
     """The whole schedule is replaced in one transaction (readers see the old or the new one) and
@@ -138,6 +148,7 @@ async def put_schedule(
             raise _problems([str(e.get("msg")) for e in exc.errors()], [{"loc": [], "msg": str(e.get("msg"))} for e in exc.errors()]) from None
     except ScheduleProblems as problems:
         return problems.response()
+    LocationHub.of(broadcaster).reload(camper)
     return JSONResponse(
         {
             "camper": camper, "saved_by": token.name, "stops": len(new.stops), "visits": len(new.visits),
@@ -145,3 +156,73 @@ async def put_schedule(
         },
         headers={"Cache-Control": "no-store"},
     )
+
+
+# -- the staff service switch -------------------------------------------------------------------
+
+
+class ServiceSwitch(BaseModel):
+    """Body of ``PUT .../service``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    in_service: bool = Field(description="true: public although no window runs; false: hidden although one does")
+    until: str | None = Field(
+        default=None, description="ISO 8601 with offset, or a Europe/Rome date (its midnight); default the end of today in Europe/Rome"
+    )
+    note: str | None = Field(default=None, max_length=200, description="Why, for the other staff")
+
+
+def _switch_view(camper: str, o: ServiceOverride, now: datetime) -> dict[str, Any]:
+    return {
+        "camper": camper, "in_service": o.in_service, "active": o.active(now), "until_utc": iso_utc(o.until_utc),
+        "until_local_time": iso_local(o.until_utc), "set_by": o.set_by, "set_at_utc": iso_utc(o.set_at_utc), "note": o.note,
+    }
+
+
+@router.put(
+    "/campers/{camper}/service", summary="Switch the public service state by hand until a time (staff)",
+    responses={k: v for k, v in _ERRORS.items() if k in (401, 403, 422)},
+)
+async def put_service(
+    token: StaffDep, camper: CamperIdDep, body: ServiceSwitch, schedules: SchedulesDep, broadcaster: BroadcasterDep, clock: ClockDep,
+) -> JSONResponse:
+    """On: the public sees the camper at a stop or on the way although no window runs (an extra
+    stop, a late visit); off: "not in service" although a window runs (a breakdown). Lasts until
+    ``until`` (at most 7 days; default the end of today), replaces an earlier switch."""
+    now = clock()
+    if body.until is None:
+        local = now.astimezone(LOCAL_TZ)
+        until = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), LOCAL_TZ)
+    else:
+        try:
+            until = parse_instant(body.until, "until")
+        except ValueError as exc:
+            raise HTTPException(422, detail=str(exc)) from None
+    if until <= now:
+        raise HTTPException(422, detail=f"until: {iso_utc(until)} is not in the future")
+    if until - now > OVERRIDE_MAX:
+        raise HTTPException(422, detail=f"until: a staff switch lasts at most {OVERRIDE_MAX.days} days")
+    override = ServiceOverride(in_service=body.in_service, until_utc=until, set_by=token.name, set_at_utc=now, note=body.note)
+    await run_in_threadpool(schedules.set_override, camper, override)
+    LocationHub.of(broadcaster).reload(camper)
+    return JSONResponse(_switch_view(camper, override, now), headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/campers/{camper}/service", summary="The staff service switch in force, if any (staff)",
+    responses={401: _ERRORS[401], 404: {"description": "No staff switch is set for this camper"}},
+)
+async def get_service(token: StaffDep, camper: CamperIdDep, schedules: SchedulesDep, clock: ClockDep) -> JSONResponse:
+    override = await run_in_threadpool(schedules.override, camper)
+    if override is None:
+        raise HTTPException(404, detail=f"camper {camper!r} has no staff service switch: the schedule and its GPIO switch decide")
+    return JSONResponse(_switch_view(camper, override, clock()), headers={"Cache-Control": "no-store"})
+
+
+@router.delete("/campers/{camper}/service", summary="Give the service state back to the schedule and the GPIO switch (staff)",
+               responses={401: _ERRORS[401], 404: {"description": "No staff switch is set for this camper"}}, status_code=204)
+async def delete_service(token: StaffDep, camper: CamperIdDep, schedules: SchedulesDep, broadcaster: BroadcasterDep) -> None:
+    if not await run_in_threadpool(schedules.clear_override, camper):
+        raise HTTPException(404, detail=f"camper {camper!r} has no staff service switch to clear")
+    LocationHub.of(broadcaster).reload(camper)

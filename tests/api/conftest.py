@@ -16,6 +16,7 @@ from camperhub.api.app import create_app
 from camperhub.api.settings import ApiSettings
 from camperhub.contract import SAMPLE_MODELS, Stream
 from camperhub.store.base import Store, StoredSample
+from camperhub.store.sqlite import SqliteStore
 
 _seq = itertools.count(1)
 #: 2026-05-04T12:00:00Z, a whole hour (14:00 in Europe/Rome)
@@ -34,8 +35,9 @@ def now_ms() -> int:
 
 
 def settings(**kw: Any) -> ApiSettings:
-    """Test settings: no broker, a generous rate limit, no SSE pings (unless asked)."""
-    base: dict[str, Any] = {"live": False, "rate_burst": 10_000, "rate_per_s": 10_000, "sse_ping_s": 0}
+    """Test settings: no broker, a generous rate limit, no SSE pings, the collector left alone
+    (a full collection per app start would slow the suite; tests/api/test_gctune.py covers it)."""
+    base: dict[str, Any] = {"live": False, "rate_burst": 10_000, "rate_per_s": 10_000, "sse_ping_s": 0, "gc_freeze_s": 0}
     base.update(kw)
     return ApiSettings(**base)
 
@@ -45,6 +47,14 @@ def api(store: Store) -> Iterator[TestClient]:
     """A TestClient over the app on each real store (SQLite, InfluxDB)."""
     with TestClient(create_app(settings(), store)) as client:
         yield client
+
+
+@pytest.fixture
+def sqlite_api(tmp_path) -> Iterator[tuple[TestClient, SqliteStore]]:
+    """A TestClient over the app on a SQLite store only, and that store."""
+    store = SqliteStore(tmp_path / "api.sqlite")
+    with TestClient(create_app(settings(), store)) as client:
+        yield client, store
 
 
 @dataclass

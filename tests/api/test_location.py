@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from camperhub.api.app import create_app
 from camperhub.api.events import Broadcaster
+from camperhub.api.location import LocationHub
 from camperhub.api.views import sample_view
 from camperhub.contract import Stream, encode_envelope, topic
 from camperhub.schedule import Schedule
@@ -56,10 +57,12 @@ class Clock:
 
 
 def _app(store: Store, tmp_path: Path, clock: Clock, with_schedule: bool = True, **kw):
+    """The app over ``store``; GET /location computes its view on every request unless ``location_fresh_s``
+    is given (these tests write to the store and read at once; the server copy has its own test)."""
     schedules = ScheduleRepository(tmp_path / "schedules.sqlite")
     if with_schedule:
         schedules.save(_schedule())
-    return create_app(settings(**kw), store, schedules=schedules, clock=clock)
+    return create_app(settings(**{"location_fresh_s": 0, **kw}), store, schedules=schedules, clock=clock)
 
 
 def _pos(ts: int, lat: float, lon: float, **kw) -> object:
@@ -105,6 +108,26 @@ def test_at_a_stop_on_the_way_and_not_in_service(store: Store, tmp_path: Path) -
         assert v["state"] == "not_in_service" and v["next_stop"]["id"] == "colle" and v["next_start_local"] == "16:00"
         assert v["next_start_utc"] == "2026-05-04T14:00:00Z" and v["next_date_local"] == "2026-05-04"
         assert "to" not in v and "stop" not in v
+
+
+def test_the_view_is_computed_once_per_second_of_the_clock_and_dropped_on_a_staff_change(tmp_path: Path) -> None:
+    clock = Clock(T0 + 80 * MIN)  # 15:20, between the windows
+    store = SqliteStore(tmp_path / "s.sqlite")
+    store.write([smp(Stream.STATUS, clock.ts_ms - MIN, state="online", in_service=False)])
+    with TestClient(_app(store, tmp_path, clock, location_fresh_s=1.0)) as client:
+        assert client.get(URL).json()["state"] == "not_in_service"
+        store.write([smp(Stream.STATUS, clock.ts_ms - 1000, state="online", in_service=True)])
+        assert client.get(URL).json()["state"] == "not_in_service"  # the copy of this second
+        clock.ts_ms += 999
+        assert client.get(URL).json()["state"] == "not_in_service"
+        clock.ts_ms += 1
+        assert client.get(URL).json()["state"] == "on_the_way"  # a second later: computed again
+        store.write([smp(Stream.STATUS, clock.ts_ms - 500, state="online", in_service=False)])
+        client.app.state.schedules.save(_schedule())
+        LocationHub.of(client.app.state.broadcaster).reload("van-1")  # what a staff PUT does
+        assert client.get(URL).json()["state"] == "not_in_service"
+        assert client.get("/api/v1/campers/nobody/location").status_code == 404  # unknown campers are not cached
+        assert client.get("/api/v1/campers/nobody/location").status_code == 404
 
 
 def test_a_camper_without_a_schedule_and_unknown_campers(tmp_path: Path) -> None:

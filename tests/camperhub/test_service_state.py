@@ -236,3 +236,18 @@ def test_the_minutes_parked_at_the_last_stop_do_not_slow_the_eta():
     mean, _ = recent_speed_kmh(parked + driving, now)
     assert mean == pytest.approx(36.0), "only moving fixes say how fast the camper drives"
     assert recent_speed_kmh(parked, now) is None, "standing only: no speed known (the town default applies)"
+
+
+def test_parked_at_another_stop_during_a_window_is_on_the_way_to_the_windows_stop():
+    now = utc(2026, 5, 4, 7, 30)  # Monday 09:30, a's window; the camper still stands at b
+    view = public_view(SCHEDULE, None, [pos(now - timedelta(seconds=s), B, 0.0, seq=10 - s // 30) for s in (60, 30, 0)], now,
+                       settings=NO_GRACE)
+    assert isinstance(view, OnTheWay) and view.to.id == "a"
+    assert view.services == [Service.ENERGY_WORKSHOP, Service.PAPERWORK_HELP]
+    assert view.eta_local is not None and view.eta_uncertainty_min >= 1
+
+
+def test_still_at_the_last_stop_in_the_grace_after_its_window_is_at_that_stop():
+    now = utc(2026, 5, 4, 14, 10)  # Monday 16:10, ten minutes after b's window, grace 15 min
+    view = public_view(SCHEDULE, None, [pos(now - timedelta(seconds=10), B, 0.0)], now, settings=GRACE)
+    assert isinstance(view, AtStop) and view.stop.id == "b" and view.confirmed
