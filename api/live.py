@@ -35,7 +35,7 @@ from camperhub.settings import MqttClientSettings
 
 log = logging.getLogger(__name__)
 
-LIVE_STREAMS = (Stream.STATUS, Stream.POSITION)
+LIVE_STREAMS = (Stream.STATUS, Stream.POSITION, Stream.ENERGY)  # energy: the workshop kiosk's live flow
 
 
 class LiveListener:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -130,15 +131,24 @@ async def _serve_api(port: int, mqtt_port: int, store_path: Path) -> tuple[Any, 
     (the app closes the store it is given at shutdown)."""
     import uvicorn
 
+    from pydantic import SecretStr
+
     from camperhub.api.app import create_app
     from camperhub.api.settings import ApiSettings
     from camperhub.settings import MqttClientSettings
+    from camperhub.workshops.sessions import SessionSettings
 
     app = create_app(
         ApiSettings(host="127.0.0.1", port=port, mqtt_protocol="3.1.1"), SqliteStore(store_path),
         mqtt=MqttClientSettings(mqtt_url=f"mqtt://camperhub-api:demo@127.0.0.1:{mqtt_port}"),
         schedules=_demo_schedules(),
     )
+    sessions = SessionSettings()
+    if sessions.kiosk_key is None:
+        # a key for this run only, so that the kiosk can start and stop workshop sessions (api/routers/sessions.py)
+        sessions = sessions.model_copy(update={"kiosk_key": SecretStr(secrets.token_urlsafe(24))})
+    app.state.session_settings = sessions
+    print(f"workshop kiosk: http://127.0.0.1:{port}/workshop#kiosk-key={sessions.kiosk_key.get_secret_value()}", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # Ctrl-C is the demo's
     return server, asyncio.create_task(server.serve(), name="api")

@@ -12,15 +12,22 @@ from __future__ import annotations
 import gettext
 import io
 import re
+import math
 from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 from functools import lru_cache
 from pathlib import Path
 
+import jinja2
 from babel import Locale
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
 LOCALES_DIR = Path(__file__).parent / "locales"
+TEMPLATES_DIR = Path(__file__).parent / "templates"
 DOMAIN = "messages"
 DEFAULT = "it"
 #: The communities served, Italian first; ``zh`` is Simplified Chinese.
@@ -93,13 +100,14 @@ def negotiate(query: str | None, cookie: str | None, accept_language: str | None
     return DEFAULT
 
 
-def po_path(code: str) -> Path:
-    return LOCALES_DIR / code / "LC_MESSAGES" / f"{DOMAIN}.po"
+def po_path(code: str, domain: str = DOMAIN) -> Path:
+    """The catalogue of a language in a domain: ``messages`` (tenants' page), ``workshop`` (kiosk, recaps, handouts)."""
+    return LOCALES_DIR / code / "LC_MESSAGES" / f"{domain}.po"
 
 
-def compile_catalogue(code: str) -> bytes:
+def compile_catalogue(code: str, domain: str = DOMAIN) -> bytes:
     """The ``.mo`` image of a language's ``.po`` (fuzzy entries left out, as msgfmt does)."""
-    with po_path(code).open("rb") as fh:
+    with po_path(code, domain).open("rb") as fh:
         catalog = read_po(fh, locale=babel_locale(code))
     buf = io.BytesIO()
     write_mo(buf, catalog, use_fuzzy=False)
@@ -107,15 +115,69 @@ def compile_catalogue(code: str) -> bytes:
 
 
 @lru_cache(maxsize=None)
-def translations(code: str) -> gettext.GNUTranslations:
-    """The compiled catalogue of ``code`` (a ``.mo`` beside the ``.po`` when present)."""
+def translations(code: str, domain: str = DOMAIN) -> gettext.GNUTranslations:
+    """The compiled catalogue of ``code`` in ``domain`` (a ``.mo`` beside the ``.po`` when present)."""
     if code not in LANGUAGES:
         raise KeyError(f"unsupported language {code!r}")
-    mo = po_path(code).with_suffix(".mo")
-    data = mo.read_bytes() if mo.exists() and mo.stat().st_mtime >= po_path(code).stat().st_mtime else compile_catalogue(code)
+    po = po_path(code, domain)
+    mo = po.with_suffix(".mo")
+    data = mo.read_bytes() if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime else compile_catalogue(code, domain)
     return gettext.GNUTranslations(io.BytesIO(data))
 
 
 def N_(message: str) -> str:
     """Marks a message for extraction; translated where it is shown."""
     return message
+
+
+#: Where people read times (storage is UTC).
+SCREEN_TZ = ZoneInfo("Europe/Rome")
+
+
+class Words:
+    """Translation and local formatting of one language in one catalogue domain, for the pages and
+    handouts that show figures (the kiosk, recaps, handouts): ``1.234,5`` in Italian, times in
+    Europe/Rome, a dash for a value that is not known (never a fake 0).
+
+    Subclasses set how many decimals a number gets by default (``digits``) and whether
+    trailing zeros are dropped (``optional_decimals``: "1,5" rather than "1,50")."""
+
+    dash = "–"
+    digits = 0
+    optional_decimals = False
+
+    def __init__(self, lang: str, domain: str) -> None:
+        self.lang = lang
+        self.locale = babel_locale(lang)
+        self.tr = translations(lang, domain)
+
+    def _(self, message: str, **kw: object) -> str:
+        text = self.tr.gettext(message)
+        return text.format(**kw) if kw else text
+
+    def num(self, value: float | None, digits: int | None = None) -> str:
+        """A number as the language writes it, rounded to ``digits`` decimals; the dash when unknown."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return self.dash
+        d = self.digits if digits is None else digits
+        pattern = "#,##0" + ("." + ("#" if self.optional_decimals else "0") * d if d else "")
+        return format_decimal(round(value, d) if d else round(value), format=pattern, locale=self.locale)
+
+    def time(self, moment: datetime) -> str:
+        """``HH:mm`` in Europe/Rome."""
+        return format_datetime(moment, "HH:mm", tzinfo=SCREEN_TZ, locale=self.locale)
+
+    def day(self, day: date, fmt: str = "full") -> str:
+        return format_date(day, fmt, locale=self.locale)
+
+
+@lru_cache(maxsize=None)
+def environment(lang: str, domain: str = DOMAIN) -> jinja2.Environment:
+    """The pages' and handouts' Jinja2 environment for one language, its gettext bound to that
+    language's catalogue in ``domain`` (one per language and domain, built once)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True, extensions=["jinja2.ext.i18n"],
+        trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
+    )
+    env.install_gettext_translations(translations(lang, domain), newstyle=True)  # type: ignore[attr-defined]
+    return env

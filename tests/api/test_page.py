@@ -193,8 +193,10 @@ def _catalogue(code: str):
 
 def _source_messages() -> set[str]:
     """Every message the code and templates use (Babel's extractors: Python ``N_``/``_``, Jinja2 ``_``)."""
-    method_map = [("**.py", "python"), ("templates/**.html", "jinja2")]
-    options = {"templates/**.html": {"extensions": "jinja2.ext.i18n"}}
+    # the tenants' page only (domain ``messages``); the workshop pages (kiosk, recaps, handouts) use ``workshop``
+    method_map = [("router.py", "python"), ("i18n.py", "python"), ("mapsvg.py", "python"),
+                  ("templates/index.html", "jinja2"), ("templates/_state.html", "jinja2")]
+    options = {"templates/index.html": {"extensions": "jinja2.ext.i18n"}, "templates/_state.html": {"extensions": "jinja2.ext.i18n"}}
     found = extract_from_dir(str(PAGES), method_map, options_map=options, keywords={"_": None, "N_": None, "gettext": None})
     return {msg for _, _, msg, _, _ in found if isinstance(msg, str)}
 

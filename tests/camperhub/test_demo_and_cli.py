@@ -28,8 +28,10 @@ def test_demo_shows_live_energy_values_reaching_the_store_and_the_api(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "camperhub.cli", "demo", "--duration", "12", "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "CAMPERHUB_SQLITE_PATH": str(db), "CAMPERHUB_SCHEDULE_PATH": str(tmp_path / "schedules.sqlite")},
+        env={**os.environ, "CAMPERHUB_SQLITE_PATH": str(db), "CAMPERHUB_SCHEDULE_PATH": str(tmp_path / "schedules.sqlite"),
+             "CAMPERHUB_SESSIONS_PATH": str(tmp_path / "sessions.sqlite")},
     )
+    kiosk = ""
     energy_now: object = None
     schedule: object = None
     location: object = None
@@ -43,6 +45,8 @@ def test_demo_shows_live_energy_values_reaching_the_store_and_the_api(tmp_path):
         if energy_now is not None:
             schedule = _get_json(f"http://127.0.0.1:{port}/api/v1/campers/varese-1/schedule")
             location = _get_json(f"http://127.0.0.1:{port}/api/v1/campers/varese-1/location")
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/workshop", timeout=10) as r:
+                kiosk = r.read().decode("utf-8")
         out, err = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
@@ -53,6 +57,8 @@ def test_demo_shows_live_energy_values_reaching_the_store_and_the_api(tmp_path):
     assert isinstance(energy_now, dict) and "battery_soc_pct" in json.dumps(energy_now), f"the API served the demo's readings: {energy_now}"
     assert isinstance(schedule, dict) and "bustecche" in json.dumps(schedule), "the demo week is the demo camper's schedule"
     assert isinstance(location, dict) and location.get("state"), f"the public location answers: {location}"
+    assert "L'energia del camper" in kiosk, "the workshop kiosk is served, in Italian"
+    assert re.search(rf"workshop kiosk: http://127\.0\.0\.1:{port}/workshop#kiosk-key=[A-Za-z0-9_-]{{32}}", res.stdout), res.stdout
     energy = [line for line in res.stdout.splitlines() if re.match(r"stored: varese-1 seq=\d+ +sun +\d+ W \| battery +\d+\.\d\d V", line)]
     assert len(energy) >= 3, res.stdout
     seqs = [int(re.search(r"seq=(\d+)", line).group(1)) for line in energy]
