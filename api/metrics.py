@@ -29,6 +29,7 @@ class _Noop:
     def inc(self, *a: Any) -> None: ...
     def dec(self, *a: Any) -> None: ...
     def set(self, *a: Any) -> None: ...
+    def clear(self) -> None: ...
     def observe(self, *a: Any) -> None: ...
 
 
@@ -43,6 +44,7 @@ class ApiMetrics:
             n = _Noop()
             self.requests = self.latency = self.store_errors = self.rate_limited = n
             self.sse_clients = self.sse_dropped = self.live_messages = self.live_rejected = n
+            self.open_alerts = self.camper_queue_depth = self.dead_letters_recent = n
             return
         self.registry = prom.CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -57,6 +59,14 @@ class ApiMetrics:
         self.sse_dropped = prom.Counter("camperhub_api_sse_dropped", "SSE clients dropped for lagging behind", registry=r)
         self.live_messages = prom.Counter("camperhub_api_live_messages", "MQTT messages received for the live streams", ["stream"], registry=r)
         self.live_rejected = prom.Counter("camperhub_api_live_rejected", "MQTT messages that broke the contract", registry=r)
+        # fleet gauges, set at each scrape by GET /metrics (api/routers/ops.py) from what the API can read
+        self.open_alerts = prom.Gauge("camperhub_open_alerts", "Open fleet alerts (CAMPERHUB_ALERTS_PATH)", ["kind"], registry=r)
+        self.camper_queue_depth = prom.Gauge(
+            "camperhub_camper_queue_depth", "Readings queued on the camper, per its latest status", ["camper"], registry=r
+        )
+        self.dead_letters_recent = prom.Gauge(
+            "camperhub_dead_letters_recent", "Messages the ingest refused in the last 24 h, kept as dead letters (counted up to 1000)", registry=r
+        )
 
     def render(self) -> tuple[bytes, str]:
         assert prom is not None and self.registry is not None

@@ -27,7 +27,7 @@ from camperhub.contract import CAMPER_ID_PATTERN, TOPIC_ROOT, Stream, is_valid_c
 ACL_FILE_MODE = 0o640
 _SERVICE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
-ServiceRole = Literal["ingest", "api"]
+ServiceRole = Literal["ingest", "api", "alerts"]
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,12 @@ def service_acl_lines(role: ServiceRole) -> list[str]:
         # reads the uplink; writes only the receipts (cmd/stored) that let campers forget stored readings
         return [f"topic read {TOPIC_ROOT}/+/{stream.value}" for stream in _UPLINK_ORDER] + [f"topic write {TOPIC_ROOT}/+/cmd/stored"]
     if role == "api":
-        return [f"topic read {TOPIC_ROOT}/#"]
-    raise ValueError(f"unknown service role {role!r} (expected 'ingest' or 'api')")
+        # reads everything; writes only the mode command of POST /api/v1/campers/{camper}/mode (api/routers/fleet.py)
+        return [f"topic read {TOPIC_ROOT}/#", f"topic write {TOPIC_ROOT}/+/cmd/mode"]
+    if role == "alerts":
+        # publishes alert changes (camperhub/fleet/alerts_notify.py); reads nothing (it reads the store)
+        return [f"topic write {TOPIC_ROOT}/+/alert"]
+    raise ValueError(f"unknown service role {role!r} (expected 'ingest', 'api' or 'alerts')")
 
 
 def add_camper(name: str, passwd_file: Path, acl_file: Path) -> Credentials:

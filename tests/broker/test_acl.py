@@ -88,6 +88,7 @@ def test_service_blocks_read_the_uplink_and_the_ingest_writes_only_receipts(tmp_
         "\n"
         "user api\n"
         "topic read camperhub/v1/#\n"
+        "topic write camperhub/v1/+/cmd/mode\n"
     )
 
 
@@ -132,7 +133,7 @@ def test_render_conf(tmp_path: Path) -> None:
 
 @pytest.fixture
 def fleet(mosquitto: MosquittoBroker) -> dict[str, Credentials]:
-    """Two campers, the two services and a test-only command sender (no role may write cmd/ yet)."""
+    """Two campers, the two services and a test-only command sender of every cmd/ (the api writes only cmd/mode)."""
     return {
         "a": mosquitto.add_camper("cam-a"),
         "b": mosquitto.add_camper("cam-b"),
@@ -215,6 +216,8 @@ def test_services_cannot_publish(mosquitto: MosquittoBroker, fleet: dict[str, Cr
         api.subscribe("camperhub/v1/#")
         for client in (ingest, api):
             for where in (topic("cam-a", Stream.ENERGY), topic("cam-a", Stream.STATUS), command_topic("cam-a", "mode"), "anything"):
+                if client is api and where == command_topic("cam-a", "mode"):
+                    continue  # the api sends the mode command (POST .../mode): test_the_api_may_write_only_the_mode_command
                 rc = client.publish(where, b"forged")
                 assert rc.value == NOT_AUTHORIZED, (where, rc)
         # The api (reading everything) sees none of the forged messages, only the real one.
@@ -253,3 +256,65 @@ def test_set_acl_block_writes_a_hand_made_user(tmp_path: Path) -> None:
     set_acl_block(acl, "probe", ["topic write test/a"])
     set_acl_block(acl, "probe", ["topic write test/b"])
     assert acl.read_text() == "user probe\ntopic write test/b\n"
+
+
+# -- the alerts role (camperhub/fleet/alerts_notify.py) --------------------------------------
+
+
+def test_alerts_block_writes_only_alert_topics(tmp_path: Path) -> None:
+    add_service("alerts", "alerts", tmp_path / "passwd", tmp_path / "acl")
+    assert (tmp_path / "acl").read_text() == "user alerts\ntopic write camperhub/v1/+/alert\n"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_alerts_service_publishes_alerts_the_api_reads_them_and_campers_cannot_forge_them(
+    mosquitto: MosquittoBroker, fleet: dict[str, Credentials], protocol: int
+) -> None:
+    alerts = mosquitto.add_service("alerts", "alerts")
+    with (
+        MqttTestClient(mosquitto, alerts, protocol=protocol) as svc,
+        MqttTestClient(mosquitto, fleet["api"], protocol=protocol) as api,
+        MqttTestClient(mosquitto, fleet["a"], protocol=protocol) as cam,
+    ):
+        assert svc.connect().value == api.connect().value == cam.connect().value == 0
+        api.subscribe("camperhub/v1/+/alert")
+        rc = cam.publish("camperhub/v1/cam-a/alert", b"forged by the camper")
+        if protocol == mqtt.MQTTv5:
+            assert rc.value == NOT_AUTHORIZED
+        # ordered per connection on the broker: had the forged one passed, the api would get it first
+        assert svc.publish("camperhub/v1/cam-a/alert", b"real").value == 0
+        msg = api.next_message()
+        assert (msg.topic, msg.payload) == ("camperhub/v1/cam-a/alert", b"real")
+        # the camper publishes its own stream after the forgery: the api's next message is that, not the forgery
+        api.subscribe("camperhub/v1/+/energy")
+        assert cam.publish(topic("cam-a", Stream.ENERGY), b"own").value == 0
+        assert api.next_message().payload == b"own"
+        assert api.messages == []
+
+
+def test_alerts_service_cannot_publish_telemetry_or_commands(mosquitto: MosquittoBroker, fleet: dict[str, Credentials]) -> None:
+    alerts = mosquitto.add_service("alerts", "alerts")
+    with MqttTestClient(mosquitto, alerts) as svc:
+        assert svc.connect().value == 0
+        for where in (topic("cam-a", Stream.ENERGY), topic("cam-a", Stream.STATUS), command_topic("cam-a", "mode"), "camperhub/v1/cam-a"):
+            assert svc.publish(where, b"forged").value == NOT_AUTHORIZED, where
+
+
+# -- the api sends the mode command (POST /api/v1/campers/{camper}/mode, api/routers/fleet.py) -----
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_api_may_write_only_the_mode_command(mosquitto: MosquittoBroker, fleet: dict[str, Credentials], protocol: int) -> None:
+    with (
+        MqttTestClient(mosquitto, fleet["api"], protocol=protocol) as api,
+        MqttTestClient(mosquitto, fleet["a"], protocol=protocol) as cam,
+    ):
+        assert api.connect().value == cam.connect().value == 0
+        cam.subscribe("camperhub/v1/cam-a/cmd/#")
+        for where in (command_topic("cam-a", "stored"), command_topic("cam-a", "other"), topic("cam-a", Stream.STATUS)):
+            rc = api.publish(where, b"forged")
+            assert rc.value == (NOT_AUTHORIZED if protocol == mqtt.MQTTv5 else 0), (where, rc)
+        assert api.publish(command_topic("cam-a", "mode"), b'{"mode":"normal"}').value == 0
+        msg = cam.next_message()
+        assert (msg.topic, msg.payload) == (command_topic("cam-a", "mode"), b'{"mode":"normal"}')
+        assert cam.messages == []  # none of the refused ones came through
