@@ -23,13 +23,18 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from camperhub.api.events import Broadcaster
+from camperhub.api.gctune import GcFreezer
 from camperhub.api.metrics import ApiMetrics, MetricsMiddleware
 from camperhub.api.pages import STATIC_DIR
 from camperhub.api.pages.router import router as pages_router
 from camperhub.api.ratelimit import TokenBucketLimiter
 from camperhub.api.auth import TokenStore
-from camperhub.api.routers import ops, staff, tenants
+from camperhub.api.openapi_doc import openapi_errors_as_sent
+from camperhub.api.pages.fleet import router as fleet_page_router
+from camperhub.api.pages.workshop import router as workshop_page_router
+from camperhub.api.routers import fleet, ops, sessions, staff, tenants, workshops
 from camperhub.api.settings import ApiSettings
+from camperhub.schedule import ScheduleSettings
 from camperhub.schedule_io import ScheduleRepository
 from camperhub.settings import MqttClientSettings
 from camperhub.store.base import Store, StoreRejected, StoreUnavailable
@@ -39,8 +44,9 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """\
 Energy and whereabouts of a solar camper, for its tenants, workshop leaders and fleet staff.
 
-* **tenants** (public, rate limited per address): campers and their status, where the camper is (privacy-filtered: a stop, "on the way to", or not in service) and its schedule, energy now and over time, live status and location (server-sent events).
-* **staff** (bearer token): edit schedules.
+* **tenants** (public, rate limited per address): campers and their status, where the camper is (privacy-filtered: a stop, "on the way to", or not in service) and its schedule, live status and location (server-sent events).
+* **workshops** (public, rate limited): energy now, per day and over time, the kiosk's live stream; workshop sessions (kiosk key or staff token) and their read-only recaps.
+* **staff** (bearer token): schedules, the service switch, the fleet's state, battery health, alerts, position history (audited), live mode.
 * **operations**: liveness, readiness, Prometheus metrics.
 
 Times are UTC (ISO 8601, `Z`) in answers, with Europe/Rome beside them where people read them;
@@ -57,6 +63,7 @@ def create_app(
     schedules: ScheduleRepository | None = None,
     tokens: TokenStore | None = None,
     clock: Callable[[], datetime] | None = None,
+    schedule_settings: ScheduleSettings | None = None,
 ) -> FastAPI:
     """The app over ``store`` (default: the one of ``CAMPERHUB_STORE``, opened at start-up).
 
@@ -64,7 +71,9 @@ def create_app(
     ``settings.live``); None: the live streams carry what the store has.
     ``schedules`` / ``tokens``: default the files of CAMPERHUB_SCHEDULE_PATH /
     CAMPERHUB_TOKENS_PATH, opened on first use. ``clock``: "now" of the public
-    location (tests fix it; default the system clock).
+    location (tests fix it; default the system clock). ``schedule_settings``: service
+    windows' grace, geofence factors, the schedule file (default: read from
+    ``CAMPERHUB_*`` here, once, and validated at start-up).
     """
     settings = settings if settings is not None else ApiSettings()
     metrics = ApiMetrics()
@@ -84,9 +93,15 @@ def create_app(
             listener = LiveListener(mqtt, broadcaster, metrics=metrics, protocol=settings.mqtt_protocol)
             listener.start()
         app.state.live = listener
+        freezer = GcFreezer(settings.gc_freeze_s, settings.gc_unfreeze_s)
+        freezer.start()
         try:
             yield
         finally:
+            await freezer.stop()
+            fleet_cache = getattr(app.state, "fleet_cache", None)
+            if fleet_cache is not None:
+                fleet_cache.close()  # background refreshes of the fleet overview
             broadcaster.close()
             if listener is not None:
                 listener.stop()
@@ -96,6 +111,8 @@ def create_app(
         title="Camper Hub API", description=DESCRIPTION, version="1", lifespan=lifespan, docs_url="/docs", redoc_url=None,
         openapi_tags=[
             {"name": "tenants", "description": "Public: what tenants and the public page read"},
+            {"name": "workshops", "description": "Public: the camper's energy, for the kiosk, recaps and handouts"},
+            {"name": "workshop", "description": "Workshop sessions (kiosk key or staff token) and their recaps (read-only links)"},
             {"name": "staff", "description": "Fleet staff: bearer token (`camperhub token create NAME --role staff`)"},
             {"name": "operations", "description": "Health, readiness and metrics for the operators"},
         ],
@@ -108,7 +125,10 @@ def create_app(
     app.state.live = None
     app.state.schedules = schedules
     app.state.tokens = tokens
+    app.state.sessions = None  # workshop sessions: CAMPERHUB_SESSIONS_PATH, opened on first use (api/routers/sessions.py)
     app.state.clock = clock or (lambda: datetime.now(UTC))
+    # read once: building it from the environment on every location request cost more than the view
+    app.state.schedule_settings = schedule_settings if schedule_settings is not None else ScheduleSettings()
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -133,10 +153,12 @@ def create_app(
         log.error("store refused a read: %s", exc)
         return JSONResponse({"detail": "the store refused the request"}, status_code=500)
 
-    app.include_router(tenants.router)
-    app.include_router(staff.router)
-    app.include_router(ops.router)
-    app.include_router(pages_router)
+    app.state.mqtt = mqtt  # the broker POST /campers/{camper}/mode publishes to (None: 503) and /readyz checks
+    # one router per audience, then the pages
+    for r in (tenants.router, workshops.router, sessions.router, staff.router, fleet.router, ops.router,
+              pages_router, workshop_page_router, fleet_page_router):
+        app.include_router(r)
+    app.openapi = openapi_errors_as_sent(app)  # type: ignore[method-assign]  # 422 bodies as _invalid sends them
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if settings.cors_origins:
         app.add_middleware(

@@ -43,8 +43,22 @@ class ApiSettings(BaseSettings):
         description="Map tiles of the public page, e.g. https://tiles.example/{z}/{x}/{y}.png; unset = no tiles, no external request",
     )
     location_cache_s: int = Field(default=5, ge=0, le=3600, description="Cache-Control max-age of the public location")
+    location_fresh_s: float = Field(
+        default=1.0, ge=0, le=60, description="GET /location computes a camper's view at most this often and serves the copy meanwhile (0 = every request)"
+    )
     location_refresh_s: float = Field(
         default=30.0, gt=0, le=3600, description="The location stream recomputes its view at least this often (ETA, windows starting or ending)"
+    )
+    gc_freeze_s: float = Field(
+        default=60.0, ge=0, le=86_400,
+        description="Freeze the garbage collector's survivors this often, so that full collections skip long-lived streams (0 = off; api/gctune.py)",
+    )
+    fleet_cache_s: float = Field(
+        default=10.0, ge=0, le=3600,
+        description="GET /api/v1/fleet serves a camper's line computed at most this long ago (0 = every request); completeness is kept 6x longer",
+    )
+    gc_unfreeze_s: float = Field(
+        default=3600.0, ge=0, le=604_800, description="Give frozen objects back to the collector this often, to reclaim garbage cycles (0 = never)"
     )
 
     @field_validator("cors_origins")
@@ -62,3 +76,6 @@ class AuthSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CAMPERHUB_", extra="ignore")
 
     tokens_path: Path = Field(default=Path("var/tokens.sqlite"), description="SQLite file of the staff tokens' SHA-256 hashes")
+    audit_path: Path = Field(
+        default=Path("var/audit.sqlite"), description="SQLite file of the append-only audit log of staff reads of position history"
+    )

@@ -337,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("ingest", help="run the ingest: MQTT telemetry into the store (settings from CAMPERHUB_*)")
     s.set_defaults(func=cmd_ingest)
 
+    from camperhub.fleet.alerts_cli import add_alerts_verbs  # argparse only at import time
+
+    add_alerts_verbs(sub)
+
     s = sub.add_parser("api", help="run the API (settings from CAMPERHUB_API_* and CAMPERHUB_*)")
     s.add_argument("--host", default=None, help="address to listen on (default CAMPERHUB_API_HOST, else 127.0.0.1)")
     s.add_argument("--port", type=int, default=None, help="port (default CAMPERHUB_API_PORT, else 8000)")
@@ -367,10 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
         s = b.add_parser(verb)
         s.add_argument("name")
         if verb == "add-service":
-            s.add_argument("--role", choices=["ingest", "api"], required=True)
+            s.add_argument("--role", choices=["ingest", "api", "alerts"], required=True)
         s.add_argument("--passwd-file", default="/etc/mosquitto/camperhub/passwd")
         s.add_argument("--acl-file", default="/etc/mosquitto/camperhub/acl")
         s.set_defaults(func=func)
+
+    from camperhub.workshops.commands import add_workshop_verbs
+
+    add_workshop_verbs(sub)
 
     t = sub.add_parser("token", help="staff API tokens (stored hashed in CAMPERHUB_TOKENS_PATH)").add_subparsers(
         dest="token_verb", required=True, metavar="VERB"

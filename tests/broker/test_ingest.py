@@ -239,7 +239,10 @@ def test_the_ingest_folds_rollups_and_prunes_old_raw(mosquitto: MosquittoBroker,
     creds = mosquitto.add_service("ingest", "ingest")
     settings = IngestSettings(mqtt_url=mosquitto.url(creds), batch_max_wait_s=0.1, rollup_every_s=0.1, prune_every_s=0.1)
     ingest = Ingest(settings, store, raw_retention=timedelta(minutes=5))
-    start = NOW_MS - NOW_MS % 60_000 - 10 * 60_000  # ten whole minutes, ended before now
+    # ten whole minutes, ended before now: now as the test runs, not as the module was imported (in
+    # a full run that is many minutes earlier, and minute 7 would be past the raw retention)
+    now_ms = int(time.time() * 1000)
+    start = now_ms - now_ms % 60_000 - 10 * 60_000
     samples = [{"seq": i + 1, "ts": start + i * 10_000, "pv_power_w": float(i)} for i in range(60)]
     _start(ingest)
     try:
