@@ -86,8 +86,6 @@ _MEAN_FIELDS = ["pv_power_w", "load_power_w", "battery_power_w", "battery_voltag
 _MAX_FIELDS = ["pv_power_w", "load_power_w", "shore_power"]
 _MINUTE = timedelta(minutes=1)
 _HOUR = timedelta(hours=1)
-#: Most intervals one store read asks for (InfluxDB truncates answers beyond 10,000 rows).
-READ_CHUNK = 5_000
 #: Longest window read at one minute (see read_every).
 MINUTE_WINDOW = timedelta(days=35)
 
@@ -165,27 +163,10 @@ def read_every(start: datetime, end: datetime) -> timedelta:
 
 # -- frames -------------------------------------------------------------------------------
 def _reads(store: Store, camper: str, start: datetime, end: datetime, every: timedelta) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The mean and the max reads of the window, in pieces of at most :data:`READ_CHUNK` intervals.
-
-    Why pieces: InfluxDB truncates an answer beyond its ``[http] max-row-limit``
-    (10,000 rows by default), which the store reports as StoreRejected; a week of
-    minutes is already 10,080. Piece edges are multiples of ``every`` from the
-    epoch, so no interval is split between two pieces."""
-    step = every * READ_CHUNK
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    edges = [start]
-    nxt = epoch + ((start - epoch) // step + 1) * step
-    while nxt < end:
-        edges.append(nxt)
-        nxt += step
-    edges.append(end)
-    means, peaks = [], []
-    for lo, hi in zip(edges, edges[1:]):
-        means.append(store.series(camper, Stream.ENERGY, _MEAN_FIELDS, lo, hi, every=every, aggregate="mean"))
-        peaks.append(store.series(camper, Stream.ENERGY, _MAX_FIELDS, lo, hi, every=every, aggregate="max"))
-    if len(means) == 1:
-        return means[0], peaks[0]
-    return pd.concat([m for m in means if len(m)] or means[:1]), pd.concat([p for p in peaks if len(p)] or peaks[:1])
+    """The mean and the max reads of the window (two aggregates: one store read each)."""
+    means = store.series(camper, Stream.ENERGY, _MEAN_FIELDS, start, end, every=every, aggregate="mean")
+    peaks = store.series(camper, Stream.ENERGY, _MAX_FIELDS, start, end, every=every, aggregate="max")
+    return means, peaks
 
 
 def _power(means: pd.DataFrame, peaks: pd.DataFrame) -> pd.DataFrame:

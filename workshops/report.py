@@ -38,9 +38,7 @@ from camperhub.workshops.sessions import Session
 
 DOMAIN = "workshop"
 LANGS: tuple[str, ...] = ("it", "en")
-#: Days read per store query while building a handout (the progress bar's step). Six: a
-#: read at one minute then stays under 10,000 rows (6 x 1,440 + a DST hour), the default
-#: ``max-row-limit`` of InfluxDB 1.x's HTTP API, which truncates longer answers.
+#: Days read per store query while building a handout: the progress bar's step on long windows.
 CHUNK_DAYS = 6
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 

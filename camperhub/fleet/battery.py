@@ -10,8 +10,6 @@ Why per-minute means: the store keeps per-minute rollups (camperhub/store/base.p
 year reads from one row per minute instead of 6 M raw samples, and every figure here is
 linear enough in its inputs for a minute's mean to do (Ah from mean current × minute;
 ΔV/ΔI from mean V and I; see each method's docstring for what the smoothing costs).
-Reads are paged (READ_ROWS intervals per query) because InfluxDB 1.x refuses answers
-beyond its [http] max-row-limit (10,000 rows by default).
 
 The figures and their methods: camperhub/fleet/battery_methods.py (cycles, depth of
 discharge, internal resistance, time at high SoC/temperature, cell imbalance) and
@@ -38,8 +36,6 @@ MEAN_FIELDS = (
     "battery_current_a", "battery_voltage_v", "battery_soc_pct", "battery_temp_c",
     "cell_voltage_min_v", "cell_voltage_max_v", "battery_soh_pct", "battery_cycles",
 )
-#: Intervals per store query: under InfluxDB 1.x's default max-row-limit (10,000).
-READ_ROWS = 8_000
 DEFAULT_EVERY = timedelta(minutes=1)
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
@@ -75,27 +71,12 @@ def read_battery_frame(
     store: Store, camper: str, start: datetime, end: datetime, every: timedelta = DEFAULT_EVERY,
     fields: tuple[str, ...] = MEAN_FIELDS,
 ) -> pd.DataFrame:
-    """Per-interval means of ``fields`` plus the last charge_state of each interval, paged
-    in READ_ROWS intervals with page edges on the epoch-aligned interval grid (so no
-    interval is split between two pages)."""
+    """Per-interval means of ``fields`` plus the last charge_state of each interval (rows where
+    a field of ``fields`` has a value)."""
     _check_window(start, end, every)
-    chunk = every * READ_ROWS
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    edges = [start]
-    edge = epoch + ((start - epoch) // every) * every + chunk
-    while edge < end:
-        edges.append(edge)
-        edge += chunk
-    edges.append(end)
-    pages = list(zip(edges[:-1], edges[1:]))
-    means, states = [], []
-    for a, b in pages:
-        means.append(store.series(camper, Stream.ENERGY, list(fields), a, b, every=every, aggregate="mean"))
-        states.append(store.series(camper, Stream.ENERGY, ["charge_state"], a, b, every=every, aggregate="last"))
-    mean = pd.concat([m for m in means if not m.empty]) if any(not m.empty for m in means) else means[0]
-    state = pd.concat([s for s in states if not s.empty]) if any(not s.empty for s in states) else states[0]
-    frame = mean.join(state, how="outer")
-    frame = frame[~frame.index.duplicated(keep="first")].sort_index()
+    mean = store.series(camper, Stream.ENERGY, list(fields), start, end, every=every, aggregate="mean")
+    state = store.series(camper, Stream.ENERGY, ["charge_state"], start, end, every=every, aggregate="last")
+    frame = mean.join(state, how="outer").sort_index()
     return frame[frame[list(fields)].notna().any(axis=1)]
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from camperhub.contract import Stream
-from camperhub.store.base import Store, StoredSample, StoreRejected
+from camperhub.store.base import Store, StoredSample
 from camperhub.store.sqlite import SqliteStore
 from camperhub.workshops.report import build_handout, find_pdf_engine, html_to_pdf
 
@@ -99,11 +99,5 @@ def test_bench_month_handout_sqlite(tmp_path: Path) -> None:
         store.close()
 
 
-@pytest.mark.xfail(
-    strict=True, raises=StoreRejected,
-    reason="known: InfluxStore.series reads the rollups in one query, and a month at one minute (43,200 rows) "
-           "passes InfluxDB 1.x's default [http] max-row-limit of 10,000 (the store answers StoreRejected); "
-           "remove this mark once the store pages its rollup reads",
-)
 def test_bench_month_handout_influx(influx_store: Store, tmp_path: Path) -> None:
     _bench("influxdb", influx_store, tmp_path)

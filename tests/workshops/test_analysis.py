@@ -136,12 +136,3 @@ def test_long_windows_read_hours() -> None:
     t = datetime(2026, 1, 1, tzinfo=UTC)
     assert an.read_every(t, t + timedelta(days=35)) == timedelta(minutes=1)
     assert an.read_every(t, t + timedelta(days=36)) == timedelta(hours=1)
-
-
-def test_long_windows_are_read_in_pieces_with_the_same_answer(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    day = date(2026, 5, 4)
-    _day(store, day, skip=(6, 12), pv_power_w=100.0, load_power_w=50.0, battery_power_w=-10.0, shore_power=False)
-    whole = an.daily_totals(store, CAMPER, day, day)[0]
-    monkeypatch.setattr(an, "READ_CHUNK", 77)  # 1,440 minutes in 19 pieces
-    pieces = an.daily_totals(store, CAMPER, day, day)[0]
-    assert pieces == whole and pieces.pv_wh == pytest.approx(1800.0) and pieces.battery_discharge_wh == pytest.approx(180.0)

@@ -9,11 +9,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from camperhub.contract import Stream
-from camperhub.fleet.battery import SummaryCache, battery_report, battery_summary, read_battery_frame
+from camperhub.fleet.battery import SummaryCache, battery_report, battery_summary
 from camperhub.fleet.battery_model import NOT_ENOUGH, BatterySpec
 from camperhub.store.base import Store, StoredSample
 
@@ -162,25 +161,6 @@ def test_no_current_field_is_not_enough_data(store: Store) -> None:
     out = report.public()
     assert out["equivalent_cycles"] == {"value": None, "reason": report.equivalent_cycles.reason,
                                         "method": report.equivalent_cycles.method}
-
-
-def test_reads_are_paged_under_the_row_limit(store: Store) -> None:
-    """Two days at one minute (2,880 rows) read in pages of 1,000: the same frame as one read."""
-    import camperhub.fleet.battery as battery
-
-    n = 2 * 1440
-    cols = {"battery_current_a": np.sin(np.arange(n) / 50.0) * 20, "battery_soc_pct": 50 + np.cos(np.arange(n) / 300.0) * 40}
-    start = START + timedelta(seconds=17)  # not on the minute grid
-    end = write_history(store, start, timedelta(minutes=1), cols)
-    whole = read_battery_frame(store, CAMPER, START, end)
-    old = battery.READ_ROWS
-    battery.READ_ROWS = 1_000
-    try:
-        paged = read_battery_frame(store, CAMPER, START, end)
-    finally:
-        battery.READ_ROWS = old
-    assert len(whole) == n
-    pd.testing.assert_frame_equal(paged, whole)
 
 
 def test_summary_cache_serves_and_learns_from_the_report(store: Store) -> None:

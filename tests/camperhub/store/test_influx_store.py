@@ -187,6 +187,21 @@ def test_raw_series_is_bounded(influx_store: InfluxStore, monkeypatch: pytest.Mo
     assert len(influx_store.series("van-1", Stream.ENERGY, ["battery_voltage_v"], ms(T0), ms(T0 + MIN), every=timedelta(seconds=60))) == 1
 
 
+def test_answers_beyond_the_servers_row_limit_come_whole(influx_store: InfluxStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """InfluxDB 1.x stops a non-chunked answer at its [http] max-row-limit (10,000 by default);
+    the store asks for chunked answers (CHUNK_ROWS a piece) and joins them. 12,500 rows, raw and
+    per interval, in pieces of 3,000 (the server's own limit applies as well)."""
+    n = 12_500
+    influx_store.write([energy("van-1", i, T0 + i * 1000, battery_voltage_v=12.0 + (i % 100) / 100) for i in range(n)])
+    monkeypatch.setattr(influx, "CHUNK_ROWS", 3_000)
+    window = (ms(T0), ms(T0 + n * 1000))
+    raw = influx_store.series("van-1", Stream.ENERGY, ["battery_voltage_v"], *window)
+    assert len(raw) == n and raw.index.is_monotonic_increasing and raw.index[-1] == ms(T0 + (n - 1) * 1000)
+    per_second = influx_store.series("van-1", Stream.ENERGY, ["battery_voltage_v"], *window, every=timedelta(seconds=1), aggregate="max")
+    assert len(per_second) == n
+    assert per_second["battery_voltage_v"].sum() == pytest.approx(sum(12.0 + (i % 100) / 100 for i in range(n)))
+
+
 # -- campers and dead letters ---------------------------------------------------
 
 
