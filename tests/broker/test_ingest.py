@@ -251,9 +251,10 @@ def test_the_ingest_folds_rollups_and_prunes_old_raw(mosquitto: MosquittoBroker,
             pub.publish("camperhub/v1/varese-1/energy", contract.encode_envelope("varese-1", "energy", samples[:30]))
             _wait(lambda: ingest.counters["rollup_errors"] == 1 and ingest.counters["acked_messages"] == 1, 20, "a failed rollup, the batch stored anyway")
             pub.publish("camperhub/v1/varese-1/energy", contract.encode_envelope("varese-1", "energy", samples[30:]))
-            _wait(lambda: ingest.counters["rollup_minutes"] >= 10 and ingest.counters["pruned_samples"] > 0, 20, "rollups and a prune")
+            # generous: on a loaded machine the broker may drop the ingest once, and the batch comes back on redelivery
+            _wait(lambda: ingest.counters["rollup_minutes"] >= 10 and ingest.counters["pruned_samples"] > 0, 60, "rollups and a prune")
             pub.publish("camperhub/v1/varese-1/energy", _energy("varese-1", 61, start + 7 * 60_000 + 5_000, pv_power_w=100.0))  # late, into minute 7
-            _wait(lambda: ingest.counters["rollup_minutes"] >= 11, 20, "the late minute folded again")
+            _wait(lambda: ingest.counters["rollup_minutes"] >= 11, 60, "the late minute folded again")
     finally:
         ingest.stop()
     window = (datetime.fromtimestamp(start / 1000, UTC), datetime.fromtimestamp((start + 10 * 60_000) / 1000, UTC))
