@@ -8,8 +8,10 @@ that overlapped it missed the one-second delivery target
 connection and need no collecting while it is open.
 
 What it does (``gc.freeze``, made for long-running servers): after start-up
-and then every ``freeze_every_s`` it moves every object alive at that moment
-into the permanent generation, which collections skip; what became garbage is
+and then every ``freeze_every_s`` it collects the young generations and moves
+every survivor into the permanent generation, which collections skip (often:
+thousands of clients that connect within a minute set off full collections
+before a once-a-minute freeze would see them); what became garbage is
 still freed by reference counting when a connection closes. Only garbage
 *cycles* among frozen objects wait, so every ``unfreeze_every_s`` the frozen
 objects go back to the oldest generation and the next full collection (one
@@ -43,7 +45,9 @@ class GcFreezer:
         return self.freeze_every_s > 0
 
     def freeze(self) -> None:
-        """Move every object tracked now into the permanent generation (collections skip it)."""
+        """Collect the young generations (cheap: only what is new), then move every survivor
+        into the permanent generation (collections skip it)."""
+        gc.collect(1)
         gc.freeze()
         self.freezes += 1
 

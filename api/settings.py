@@ -50,7 +50,7 @@ class ApiSettings(BaseSettings):
         default=30.0, gt=0, le=3600, description="The location stream recomputes its view at least this often (ETA, windows starting or ending)"
     )
     gc_freeze_s: float = Field(
-        default=60.0, ge=0, le=86_400,
+        default=5.0, ge=0, le=86_400,
         description="Freeze the garbage collector's survivors this often, so that full collections skip long-lived streams (0 = off; api/gctune.py)",
     )
     fleet_cache_s: float = Field(

@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -68,9 +69,12 @@ def _now_ms() -> int:
 
 
 def _places() -> tuple[tuple[float, float], tuple[float, float]]:
-    """(at the first stop, on the road: over 1 km from every stop)."""
+    """(at a stop, on the road: over 1 km from every stop). The stop is the one of the window
+    running now, if any: parked at another stop during a window the public view says "on
+    the way" to the window's stop (camperhub/service_state.py), not "at" the other one."""
     sched = load_schedule_yaml(SCHEDULE)
-    stop = sched.stops[0]
+    window = sched.current_visit(datetime.now(UTC))
+    stop = window.stop if window is not None else sched.stops[0]
     for dlat in (0.015, -0.015, 0.03, -0.03):
         road = (stop.lat + dlat, stop.lon + 0.01)
         if all(distance_m(road[0], road[1], s.lat, s.lon) > 1000 for s in sched.stops):
