@@ -123,15 +123,19 @@ class RollupJournal:
 
     def mark(self, minutes: Iterable[tuple[str, int]]) -> None:
         """Mark (camper, minute start) dirty with a new version."""
-        rows = sorted(set(minutes))
+        self._mark("dirty_minute", "minute_ms", minutes)
+
+    def _mark(self, table: str, column: str, keys: Iterable[tuple[str, int]]) -> None:
+        """Mark (camper, start) rows of ``table`` dirty, all with one new version."""
+        rows = sorted(set(keys))
         if not rows:
             return
-        with self._tx("marking minutes dirty") as c:
+        with self._tx(f"marking {table} rows") as c:
             version = c.execute("UPDATE meta SET value = value + 1 WHERE key = 'version' RETURNING value").fetchone()[0]
             c.executemany(
-                "INSERT INTO dirty_minute (camper, minute_ms, version) VALUES (?, ?, ?) "
-                "ON CONFLICT (camper, minute_ms) DO UPDATE SET version = excluded.version",
-                [(camper, minute, version) for camper, minute in rows],
+                f"INSERT INTO {table} (camper, {column}, version) VALUES (?, ?, ?) "
+                f"ON CONFLICT (camper, {column}) DO UPDATE SET version = excluded.version",
+                [(camper, start, version) for camper, start in rows],
             )
 
     def version(self) -> int:
@@ -229,16 +233,7 @@ class RollupJournal:
 
     def mark_hours(self, hours: Iterable[tuple[str, int]]) -> None:
         """Mark (camper, hour start) to recompute from its minutes, with a new version."""
-        rows = sorted(set(hours))
-        if not rows:
-            return
-        with self._tx("marking hours dirty") as c:
-            version = c.execute("UPDATE meta SET value = value + 1 WHERE key = 'version' RETURNING value").fetchone()[0]
-            c.executemany(
-                "INSERT INTO dirty_hour (camper, hour_ms, version) VALUES (?, ?, ?) "
-                "ON CONFLICT (camper, hour_ms) DO UPDATE SET version = excluded.version",
-                [(camper, hour, version) for camper, hour in rows],
-            )
+        self._mark("dirty_hour", "hour_ms", hours)
 
     def due_hours(self, max_version: int, limit: int) -> list[tuple[str, int, int]]:
         """(camper, hour, version) of dirty hours marked at or before ``max_version``."""
